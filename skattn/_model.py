@@ -1,0 +1,200 @@
+"""Pure PyTorch transformer encoder: configuration, blocks, pooling and heads.
+
+This module imports neither scikit-learn nor tokenizers. Padding positions are
+the ones whose token id equals ``pad_id``.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+POOLINGS = ("mean", "cls", "max")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Architecture of a :class:`TextEncoder`.
+
+    Field names match the estimators' constructor parameters; ``vocab_size``
+    is the trained tokenizer's actual size, ``max_length`` the number of
+    learned positions.
+    """
+
+    vocab_size: int
+    max_length: int
+    d_model: int
+    n_heads: int
+    n_layers: int
+    d_ff: int
+    dropout: float
+    pooling: str
+    pad_id: int = 0
+
+    def to_dict(self):
+        return asdict(self)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head scaled-dot-product self-attention with a key-padding mask."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.out = nn.Linear(config.d_model, config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, attend):
+        batch, seq, d_model = x.shape
+        head_dim = d_model // self.n_heads
+        q, k, v = self.qkv(x).split(d_model, dim=2)  # 3 x (batch, seq, d_model)
+        q = q.view(batch, seq, self.n_heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
+        k = k.view(batch, seq, self.n_heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
+        v = v.view(batch, seq, self.n_heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
+        # No dropout on attention weights: it would force the unfused kernel.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)  # (batch, heads, seq, head_dim)
+        y = y.transpose(1, 2).reshape(batch, seq, d_model)  # (batch, seq, d_model)
+        return self.dropout(self.out(y))
+
+
+class FeedForward(nn.Module):
+    """Position-wise two-layer perceptron with a GELU."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.up = nn.Linear(config.d_model, config.d_ff)
+        self.down = nn.Linear(config.d_ff, config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.down(F.gelu(self.up(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: attention then feed-forward, each residual."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.norm_attention = nn.LayerNorm(config.d_model)
+        self.attention = SelfAttention(config)
+        self.norm_ff = nn.LayerNorm(config.d_model)
+        self.ff = FeedForward(config)
+
+    def forward(self, x, attend):
+        x = x + self.attention(self.norm_attention(x), attend)  # (batch, seq, d_model)
+        return x + self.ff(self.norm_ff(x))  # (batch, seq, d_model)
+
+
+def pool(hidden, keep, method):
+    """Pool token states into one vector per sequence, ignoring padding.
+
+    Parameters
+    ----------
+    hidden : torch.Tensor of shape (batch, seq, d_model)
+    keep : torch.Tensor of bool, shape (batch, seq)
+        True at real (non-padding) tokens.
+    method : {"mean", "cls", "max"}
+
+    Returns
+    -------
+    pooled : torch.Tensor of shape (batch, d_model)
+    """
+    if method == "cls":
+        return hidden[:, 0]
+    if method == "max":
+        return hidden.masked_fill(~keep.unsqueeze(-1), float("-inf")).amax(dim=1)
+    if method == "mean":
+        weights = keep.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+    raise ValueError(f"Unknown pooling {method!r}; expected one of {POOLINGS}.")
+
+
+class TextEncoder(nn.Module):
+    """Token and position embeddings, transformer blocks and a final LayerNorm."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
+        self.position_embedding = nn.Embedding(config.max_length, config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = nn.LayerNorm(config.d_model)
+        self.apply(_init_weights)
+        # Scaled residual projections keep the residual stream's variance flat
+        # with depth (GPT-2).
+        for name, parameter in self.named_parameters():
+            if name.endswith(("attention.out.weight", "ff.down.weight")):
+                nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.n_layers))
+
+    def forward(self, ids):
+        """Return token states ``(batch, seq, d_model)`` and the non-padding mask."""
+        keep = ids != self.config.pad_id  # (batch, seq)
+        positions = torch.arange(ids.shape[1], device=ids.device)  # (seq,)
+        x = self.token_embedding(ids) + self.position_embedding(positions)  # (batch, seq, d_model)
+        x = self.dropout(x)
+        attend = keep[:, None, None, :]  # (batch, 1, 1, seq) broadcast over heads and queries
+        for block in self.blocks:
+            x = block(x, attend)  # (batch, seq, d_model)
+        return self.norm(x), keep
+
+    def embed(self, ids):
+        """Return one pooled vector per sequence, ``(batch, d_model)``."""
+        hidden, keep = self(ids)
+        return pool(hidden, keep, self.config.pooling)
+
+
+class SequenceClassifier(nn.Module):
+    """A :class:`TextEncoder` with a linear head over the pooled vector."""
+
+    def __init__(self, encoder, n_outputs):
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(encoder.config.dropout)
+        self.head = nn.Linear(encoder.config.d_model, n_outputs)
+        _init_weights(self.head)
+
+    def forward(self, ids):
+        return self.head(self.dropout(self.encoder.embed(ids)))  # (batch, n_outputs)
+
+
+class MaskedLanguageModel(nn.Module):
+    """A :class:`TextEncoder` with a prediction head tied to its token embeddings."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        d_model = encoder.config.d_model
+        self.encoder = encoder
+        self.transform = nn.Linear(d_model, d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.bias = nn.Parameter(torch.zeros(encoder.config.vocab_size))
+        _init_weights(self.transform)
+
+    def forward(self, ids, positions):
+        """Return vocabulary logits at the selected positions only.
+
+        Parameters
+        ----------
+        ids : torch.Tensor of shape (batch, seq)
+        positions : torch.Tensor of bool, shape (batch, seq)
+            Positions to predict; computing logits only there saves most of
+            the vocabulary projection.
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (n_selected, vocab_size)
+        """
+        hidden, _ = self.encoder(ids)
+        selected = hidden[positions]  # (n_selected, d_model)
+        selected = self.norm(F.gelu(self.transform(selected), approximate="tanh"))
+        return F.linear(selected, self.encoder.token_embedding.weight, self.bias)
+
+
+def _init_weights(module):
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)

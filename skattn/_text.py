@@ -1,0 +1,318 @@
+"""Text side of skattn: document checks, tokenizer training and batch encoding.
+
+Nothing here knows about the model; everything returns plain Python or NumPy.
+"""
+
+import json
+import numbers
+from collections import Counter
+
+import numpy as np
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import processors, trainers
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]
+PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
+CONTINUATION = "##"
+
+# Scripts written without spaces between words. Han and kana are split into single
+# characters (as BERT does for Chinese); Thai, Lao, Khmer and Myanmar runs are left
+# whole so the subword model learns their units from the data.
+_ISOLATED_SCRIPTS = r"[\p{Han}\p{Hiragana}\p{Katakana}]"
+_WORDPIECE_MAX_CHARS = 1000
+
+
+def check_documents(X, *, name="X"):
+    """Validate a collection of documents and return it as a list of str.
+
+    Parameters
+    ----------
+    X : list, tuple, numpy array, pandas Series or single-column DataFrame of str
+        The documents. Empty strings are valid documents.
+    name : str, default="X"
+        Name used in error messages.
+
+    Returns
+    -------
+    documents : list of str
+
+    Raises
+    ------
+    TypeError
+        If ``X`` is a single string or bytes, not an iterable of documents, or
+        holds an element that is not a str (None, NaN, a number, bytes...).
+    ValueError
+        If ``X`` is empty or is 2-D with more than one column.
+    """
+    if isinstance(X, (str, bytes)):
+        raise TypeError(
+            f"{name} must be an iterable of text documents (list, tuple, array or "
+            f"pandas Series of str), got a single {type(X).__name__}. Wrap it in a "
+            f"list: [{name.lower()}]."
+        )
+    if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # pandas DataFrame
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"{name} must be 1-D or have a single column of text, got a "
+                f"DataFrame with {X.shape[1]} columns."
+            )
+        X = X.iloc[:, 0]
+    if isinstance(X, np.ndarray):
+        if X.ndim == 2:
+            if X.shape[1] != 1:
+                raise ValueError(
+                    f"{name} must be 1-D or have a single column of text, got an "
+                    f"array of shape {X.shape}."
+                )
+            X = X[:, 0]
+        elif X.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got an array of shape {X.shape}.")
+    if hasattr(X, "tolist"):
+        documents = X.tolist()
+    else:
+        try:
+            documents = list(X)
+        except TypeError:
+            raise TypeError(
+                f"{name} must be an iterable of text documents, got "
+                f"{type(X).__name__}."
+            ) from None
+    if len(documents) == 0:
+        raise ValueError(f"{name} is empty: at least one document is required.")
+    for index, doc in enumerate(documents):
+        if not isinstance(doc, str):
+            kind = "NaN" if isinstance(doc, numbers.Real) and doc != doc else repr(doc)
+            raise TypeError(
+                f"{name} must contain only str documents; element {index} is "
+                f"{kind} of type {type(doc).__name__}."
+            )
+    return documents
+
+
+def _normalizer(lowercase):
+    return normalizers.Sequence(
+        [
+            normalizers.NFKC(),
+            # Strips control characters and spaces Han characters; accents are
+            # kept because they carry meaning outside English.
+            normalizers.BertNormalizer(
+                clean_text=True,
+                handle_chinese_chars=True,
+                strip_accents=False,
+                lowercase=lowercase,
+            ),
+        ]
+    )
+
+
+def _pre_tokenizer():
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.BertPreTokenizer(),
+            pre_tokenizers.Split(Regex(_ISOLATED_SCRIPTS), behavior="isolated"),
+        ]
+    )
+
+
+def _model_and_trainer(kind, vocab_size, alphabet, continuations):
+    """The untrained subword model, its trainer and decoder.
+
+    ``alphabet`` and ``continuations`` make the WordPiece and BPE trainers
+    deterministic, see :func:`_alphabet`.
+    """
+    if kind == "unigram":
+        trainer = trainers.UnigramTrainer(
+            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token=UNK, show_progress=False
+        )
+        return models.Unigram(), trainer, decoders.Metaspace()
+    common = dict(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS + continuations,
+        initial_alphabet=alphabet,
+        limit_alphabet=len(alphabet),
+        continuing_subword_prefix=CONTINUATION,
+        show_progress=False,
+    )
+    if kind == "wordpiece":
+        model = models.WordPiece(unk_token=UNK, max_input_chars_per_word=_WORDPIECE_MAX_CHARS)
+        return model, trainers.WordPieceTrainer(**common), decoders.WordPiece()
+    if kind == "bpe":
+        # Without byte fallback, characters unseen in training map to [UNK].
+        model = models.BPE(unk_token=UNK, continuing_subword_prefix=CONTINUATION)
+        return model, trainers.BpeTrainer(**common), decoders.WordPiece()
+    raise ValueError(f"Unknown tokenizer {kind!r}; expected 'wordpiece', 'bpe' or 'unigram'.")
+
+
+def _alphabet(documents, normalizer, pre_tokenizer, limit):
+    """Choose the initial alphabet and its continuation tokens, deterministically.
+
+    The WordPiece and BPE trainers give ids to continuation tokens (``##c``) in
+    hash-map order, and ties between merges are broken by id, so the learned
+    vocabulary changes from process to process (tokenizers issue 1794). Passing
+    every needed ``##c`` as a reserved token gives them fixed ids up front; the
+    characters themselves are ranked here by frequency, ties by code point.
+
+    Returns
+    -------
+    alphabet : list of str
+        The ``limit`` most frequent characters of the normalized documents.
+    continuations : list of str
+        ``##c`` for each character ``c`` of ``alphabet`` that can continue a
+        word, i.e. is not split off by the pre-tokenizer.
+    """
+    counts = Counter()
+    for document in documents:
+        counts.update(normalizer.normalize_str(document))
+    ranked = sorted((c for c in counts if not c.isspace()), key=lambda c: (-counts[c], c))
+    alphabet = sorted(ranked[:limit])
+    continuations = [
+        CONTINUATION + c for c in alphabet if len(pre_tokenizer.pre_tokenize_str("a" + c)) == 1
+    ]
+    return alphabet, continuations
+
+
+def _canonical(tokenizer):
+    """Return ``tokenizer`` with a vocabulary that does not depend on the process.
+
+    Even with a fixed vocabulary (see :func:`_alphabet`) the WordPiece trainer
+    numbers tokens in hash-map order, and the Unigram trainer's scores differ
+    in their last bits between runs (parallel sums). Ids are reassigned in
+    sorted token order after the special tokens and Unigram scores are
+    rounded, so two fits on the same texts give the same tokenizer in any
+    process.
+    """
+    spec = json.loads(tokenizer.to_str())
+    model = spec["model"]
+    if model["type"] == "Unigram":
+        pieces = [(token, round(score, 8)) for token, score in model["vocab"]]
+        head = sorted((p for p in pieces if p[0] in SPECIAL_TOKENS), key=lambda p: SPECIAL_TOKENS.index(p[0]))
+        tail = sorted((p for p in pieces if p[0] not in SPECIAL_TOKENS), key=lambda p: (-p[1], p[0]))
+        model["vocab"] = [list(p) for p in head + tail]
+        model["unk_id"] = UNK_ID
+    else:
+        tokens = [t for t in SPECIAL_TOKENS if t in model["vocab"]]
+        tokens += sorted(t for t in model["vocab"] if t not in SPECIAL_TOKENS)
+        model["vocab"] = {token: index for index, token in enumerate(tokens)}
+    # Continuation tokens were reserved only to fix their ids during training:
+    # they are ordinary vocabulary, not special tokens matched in raw text.
+    spec["added_tokens"] = [a for a in spec["added_tokens"] if a["content"] in SPECIAL_TOKENS]
+    for added in spec["added_tokens"]:
+        added["id"] = SPECIAL_TOKENS.index(added["content"])
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def train_tokenizer(documents, *, kind, vocab_size, lowercase, max_length):
+    """Train a subword tokenizer on ``documents``.
+
+    Parameters
+    ----------
+    documents : list of str
+        Training texts.
+    kind : {"wordpiece", "bpe", "unigram"}
+        Subword model.
+    vocab_size : int
+        Maximum vocabulary size, special tokens included.
+    lowercase : bool
+        Whether to lowercase texts before tokenization.
+    max_length : int
+        Encoded sequences, ``[CLS]`` and ``[SEP]`` included, are truncated to
+        this many tokens.
+
+    Returns
+    -------
+    tokenizer : tokenizers.Tokenizer
+        A tokenizer whose special token ids are ``PAD_ID``, ``UNK_ID``,
+        ``CLS_ID``, ``SEP_ID`` and ``MASK_ID``.
+    """
+    normalizer, pre_tokenizer = _normalizer(lowercase), _pre_tokenizer()
+    alphabet, continuations = [], []
+    if kind != "unigram":
+        limit = max(1, (vocab_size - len(SPECIAL_TOKENS)) // 2)
+        alphabet, continuations = _alphabet(documents, normalizer, pre_tokenizer, limit)
+    model, trainer, decoder = _model_and_trainer(kind, vocab_size, alphabet, continuations)
+    tokenizer = Tokenizer(model)
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.decoder = decoder
+    tokenizer.train_from_iterator(documents, trainer=trainer, length=len(documents))
+    tokenizer = _canonical(tokenizer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{CLS} $A {SEP}", special_tokens=[(CLS, CLS_ID), (SEP, SEP_ID)]
+    )
+    tokenizer.enable_truncation(max_length)
+    return tokenizer
+
+
+def encode(tokenizer, documents):
+    """Encode documents into token ids with the Rust batch encoder.
+
+    Parameters
+    ----------
+    tokenizer : tokenizers.Tokenizer
+        A tokenizer from :func:`train_tokenizer`.
+    documents : list of str
+
+    Returns
+    -------
+    ids : list of numpy.ndarray of int32
+        One array per document, ``[CLS]`` and ``[SEP]`` included.
+    """
+    encodings = tokenizer.encode_batch_fast(documents, add_special_tokens=True)
+    return [np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings]
+
+
+def length_batches(lengths, batch_size, *, shuffle, generator=None, pool_size=50):
+    """Group sequence indices into batches of similar length.
+
+    Parameters
+    ----------
+    lengths : numpy.ndarray of int
+        Length of each sequence.
+    batch_size : int
+        Number of sequences per batch.
+    shuffle : bool
+        If False, sequences are sorted by length and batched in that order,
+        which minimises padding at inference. If True, indices are shuffled,
+        sorted by length within pools of ``pool_size`` batches, and the
+        resulting batches are shuffled: little padding, random batches.
+    generator : numpy.random.Generator, default=None
+        Source of randomness when ``shuffle`` is True.
+    pool_size : int, default=50
+        Batches per sorting pool when shuffling.
+
+    Returns
+    -------
+    batches : list of numpy.ndarray of int
+    """
+    lengths = np.asarray(lengths)
+    if not shuffle:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    order = generator.permutation(len(lengths))
+    pool = batch_size * pool_size
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in generator.permutation(len(batches))]
+
+
+def pad(sequences):
+    """Right-pad integer sequences into a matrix.
+
+    Parameters
+    ----------
+    sequences : list of numpy.ndarray of int
+
+    Returns
+    -------
+    ids : numpy.ndarray of int64, shape (n_sequences, max_len)
+        Token ids, ``PAD_ID`` after each sequence's end.
+    """
+    width = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), width), PAD_ID, dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = sequence
+    return ids
