@@ -276,10 +276,11 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             labeled = y != UNLABELED
         classes = np.unique(y[labeled])
         if len(classes) < 2:
-            found = "no labeled samples" if len(classes) == 0 else f"only {classes[0]!r}"
-            raise ValueError(
-                f"AttentionClassifier needs at least 2 classes in y; got {found}."
-            )
+            found = "no labeled samples" if len(classes) == 0 else f"only {classes.tolist()[0]!r}"
+            note = ""
+            if not labeled.all():
+                note = f" ({np.count_nonzero(~labeled)} samples are labeled -1, which marks unlabeled texts)"
+            raise ValueError(f"AttentionClassifier needs at least 2 classes in y; got {found}{note}.")
         return y, labeled, classes
 
     def _class_weights(self, classes, y_labeled):

@@ -144,7 +144,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
             if len(classes) < 2:
                 raise ValueError(
                     f"y must contain at least 2 classes to train on labels; got only "
-                    f"{classes[0]!r}. Call fit(X) without y to pretrain instead."
+                    f"{classes.tolist()[0]!r}. Call fit(X) without y to pretrain instead."
                 )
         rng, torch_seed = self._seeds()
         device = resolve_device(self.device)

@@ -1,0 +1,332 @@
+"""Bad input fails fast, with the usual scikit-learn error types and a clear message."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+
+import skattn._base
+from skattn import AttentionClassifier, AttentionEncoder
+
+from .conftest import LABELS, TEXTS, TINY, TOPIC_LABELS, TOPIC_TEXTS
+
+ESTIMATORS = [AttentionClassifier, AttentionEncoder]
+
+
+class TrainingStarted(Exception):
+    """Raised instead of training: carries the token ids that would be trained on."""
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Make any attempt to train a tokenizer or a model raise TrainingStarted.
+
+    Errors from validation must come before either, so a test expecting
+    ValueError or TypeError errors out if validation happens too late.
+    """
+    def train(self, module, ids, *args, **kwargs):
+        raise TrainingStarted(ids)
+
+    monkeypatch.setattr(skattn._base._AttentionBase, "_train", train)
+
+
+@pytest.fixture
+def no_tokenizer_training(monkeypatch, no_training):
+    def refuse(*args, **kwargs):
+        raise TrainingStarted("tokenizer")
+
+    monkeypatch.setattr(skattn._base, "train_tokenizer", refuse)
+
+
+def fit(Estimator, X, y=None, **params):
+    est = Estimator(**{**TINY, **params})
+    if Estimator is AttentionClassifier:
+        return est.fit(X, TOPIC_LABELS[: len(X)] if y is None else y)
+    return est.fit(X, y)
+
+
+def training_ids(Estimator, X):
+    """Token ids handed to the training loop when fitting on X (no training done)."""
+    with pytest.raises(TrainingStarted) as caught:
+        fit(Estimator, X, y=TOPIC_LABELS if Estimator is AttentionClassifier else None)
+    return [list(ids) for ids in caught.value.args[0]]
+
+
+# -- X of the wrong kind -----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_tokenizer_training")
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize(
+    "X, error, match",
+    [
+        ("a single document", TypeError, "single str"),
+        (b"a single document", TypeError, "single bytes"),
+        (["a film", None, "a plot"], TypeError, "element 1 is None"),
+        (["a film", float("nan")], TypeError, "element 1 is NaN"),
+        ([np.nan, "a film"], TypeError, "element 0 is NaN"),
+        (["a film", 3], TypeError, "element 1 is 3 of type int"),
+        (["a film", b"a plot"], TypeError, "element 1 .*bytes"),
+        (None, TypeError, "iterable of text documents.*NoneType"),
+        (5, TypeError, "iterable of text documents.*int"),
+        ([], ValueError, "empty"),
+        (np.array([], dtype=object), ValueError, "empty"),
+        (np.array([["a", "b"], ["c", "d"]], dtype=object), ValueError, r"single column.*\(2, 2\)"),
+        (np.array([[["a"]]], dtype=object), ValueError, "1-D"),
+    ],
+)
+def test_bad_X_raises_before_training(Estimator, X, error, match):
+    y = None if Estimator is AttentionEncoder else [0, 1] * 2
+    with pytest.raises(error, match=match):
+        Estimator(**TINY).fit(X, y)
+
+
+@pytest.mark.usefixtures("no_tokenizer_training")
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_pandas_missing_values_and_wide_frames_rejected(Estimator):
+    pd = pytest.importorskip("pandas")
+    y = None if Estimator is AttentionEncoder else [0, 1, 0]
+    with pytest.raises(TypeError, match="element 1 is NaN"):
+        Estimator(**TINY).fit(pd.Series(["a film", np.nan, "a plot"]), y)
+    with pytest.raises(TypeError, match="element 2 is None"):
+        Estimator(**TINY).fit(pd.Series(["a film", "a plot", None], dtype=object), y)
+    wide = pd.DataFrame({"title": ["a", "b", "c"], "body": ["d", "e", "f"]})
+    with pytest.raises(ValueError, match="single column.*2 columns"):
+        Estimator(**TINY).fit(wide, y)
+
+
+def test_bad_X_at_prediction(fitted_classifier, fitted_encoder):
+    for method in [
+        fitted_classifier.predict,
+        fitted_classifier.predict_proba,
+        fitted_classifier.decision_function,
+        fitted_encoder.transform,
+    ]:
+        with pytest.raises(TypeError, match="single str"):
+            method("a film")
+        with pytest.raises(TypeError, match="NaN"):
+            method(["a film", np.nan])
+        with pytest.raises(ValueError, match="empty"):
+            method([])
+
+
+# -- accepted containers ---------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_training")
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_containers_accepted_and_equivalent_to_a_list(Estimator):
+    pd = pytest.importorskip("pandas")
+    reference = training_ids(Estimator, TOPIC_TEXTS)
+    containers = {
+        "tuple": tuple(TOPIC_TEXTS),
+        "object array": np.array(TOPIC_TEXTS, dtype=object),
+        "str array": np.array(TOPIC_TEXTS),
+        "one-column 2-D array": np.array(TOPIC_TEXTS, dtype=object).reshape(-1, 1),
+        "Series": pd.Series(TOPIC_TEXTS, index=range(50, 50 + len(TOPIC_TEXTS))),
+        "one-column DataFrame": pd.DataFrame({"text": TOPIC_TEXTS}),
+        "generator": (text for text in TOPIC_TEXTS),
+    }
+    for name, X in containers.items():
+        assert training_ids(Estimator, X) == reference, name
+
+
+def test_containers_accepted_at_prediction(fitted_classifier, fitted_encoder):
+    pd = pytest.importorskip("pandas")
+    expected = fitted_classifier.predict_proba(TOPIC_TEXTS)
+    embedded = fitted_encoder.transform(TOPIC_TEXTS)
+    for X in [
+        tuple(TOPIC_TEXTS),
+        np.array(TOPIC_TEXTS, dtype=object),
+        np.array(TOPIC_TEXTS, dtype=object).reshape(-1, 1),
+        pd.Series(TOPIC_TEXTS, index=range(7, 7 + len(TOPIC_TEXTS))),
+        pd.DataFrame({"text": TOPIC_TEXTS}),
+    ]:
+        np.testing.assert_array_equal(fitted_classifier.predict_proba(X), expected)
+        np.testing.assert_array_equal(fitted_encoder.transform(X), embedded)
+
+
+def test_empty_strings_are_valid_documents():
+    texts = TOPIC_TEXTS + ["", ""]
+    labels = TOPIC_LABELS + [0, 1]
+    clf = AttentionClassifier(**TINY).fit(texts, labels)
+    assert clf.predict([""])[0] in clf.classes_
+    proba = clf.predict_proba(["", "the team won"])
+    assert np.all(np.isfinite(proba))
+    encoder = AttentionEncoder(**TINY).fit(["", "a film", ""] + TOPIC_TEXTS)
+    embedded = encoder.transform(["", ""])
+    assert embedded.shape == (2, TINY["d_model"]) and np.all(np.isfinite(embedded))
+
+
+# -- y ---------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_tokenizer_training")
+def test_y_errors():
+    with pytest.raises(ValueError, match="requires y.*None"):
+        AttentionClassifier(**TINY).fit(TOPIC_TEXTS, None)
+    for Estimator in ESTIMATORS:
+        with pytest.raises(ValueError, match="inconsistent lengths.*18 documents.*17 labels"):
+            Estimator(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS[:-1])
+        with pytest.raises(ValueError, match="at least 2 classes"):
+            Estimator(**TINY).fit(TOPIC_TEXTS, ["pos"] * len(TOPIC_TEXTS))
+        with pytest.raises(ValueError, match="continuous"):
+            Estimator(**TINY).fit(TOPIC_TEXTS, np.linspace(0, 1, len(TOPIC_TEXTS)))
+    with pytest.raises(ValueError, match="no labeled samples"):
+        AttentionClassifier(**TINY).fit(TOPIC_TEXTS, [-1] * len(TOPIC_TEXTS))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        AttentionClassifier(**TINY).fit(TOPIC_TEXTS, [0] * 9 + [-1] * 9)
+
+
+@pytest.mark.usefixtures("no_tokenizer_training")
+@pytest.mark.parametrize(
+    "Estimator, y, shown",
+    [
+        (AttentionClassifier, ["pos"] * 18, "'pos'"),
+        (AttentionEncoder, ["pos"] * 18, "'pos'"),
+        (AttentionClassifier, [0] * 9 + [-1] * 9, "0"),
+        (AttentionEncoder, [3] * 18, "3"),
+    ],
+)
+def test_one_class_error_names_the_label_as_given(Estimator, y, shown):
+    # The label should read as the user wrote it, not as a NumPy scalar repr
+    # such as np.str_('pos') or np.int64(0).
+    with pytest.raises(ValueError, match="at least 2 classes") as caught:
+        Estimator(**TINY).fit(TOPIC_TEXTS, y)
+    assert f"only {shown}" in str(caught.value)
+    assert "np." not in str(caught.value)
+
+
+# -- parameters ------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_tokenizer_training")
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"tokenizer": "foo"}, "'tokenizer' parameter"),
+        ({"pooling": "sum"}, "'pooling' parameter"),
+        ({"dropout": 1.5}, "'dropout' parameter"),
+        ({"dropout": 1.0}, "'dropout' parameter"),
+        ({"vocab_size": 0}, "'vocab_size' parameter"),
+        ({"max_length": 2}, "'max_length' parameter"),
+        ({"d_model": 0}, "'d_model' parameter"),
+        ({"batch_size": 0}, "'batch_size' parameter"),
+        ({"max_epochs": 0}, "'max_epochs' parameter"),
+        ({"learning_rate": 0.0}, "'learning_rate' parameter"),
+        ({"precision": "fp16"}, "'precision' parameter"),
+        ({"random_state": "seed"}, "'random_state' parameter"),
+    ],
+)
+def test_invalid_parameters(Estimator, params, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        fit(Estimator, TOPIC_TEXTS, **params)
+
+
+@pytest.mark.usefixtures("no_tokenizer_training")
+def test_estimator_specific_invalid_parameters():
+    with pytest.raises(InvalidParameterError, match="'mlm_probability' parameter"):
+        AttentionEncoder(**TINY, mlm_probability=0.0).fit(TOPIC_TEXTS)
+    with pytest.raises(InvalidParameterError, match="'class_weight' parameter"):
+        AttentionClassifier(**TINY, class_weight="uniform").fit(TOPIC_TEXTS, TOPIC_LABELS)
+    with pytest.raises(InvalidParameterError, match="'encoder' parameter"):
+        AttentionClassifier(**TINY, encoder="foo").fit(TOPIC_TEXTS, TOPIC_LABELS)
+    with pytest.raises(TypeError, match="AttentionEncoder or None.*StandardScaler"):
+        AttentionClassifier(**TINY, encoder=StandardScaler()).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    with pytest.raises(ValueError, match="not in class_weight"):
+        AttentionClassifier(**TINY, class_weight={"pos": 1.0, "other": 2.0}).fit(TEXTS, LABELS)
+
+
+@pytest.mark.usefixtures("no_tokenizer_training")
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_heads_must_divide_d_model(Estimator):
+    with pytest.raises(ValueError, match="d_model=10.*n_heads=4"):
+        fit(Estimator, TOPIC_TEXTS, d_model=10, n_heads=4)
+
+
+@pytest.mark.usefixtures("no_tokenizer_training")
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_unavailable_or_invalid_device(Estimator):
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            fit(Estimator, TOPIC_TEXTS, device="cuda")
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            fit(Estimator, TOPIC_TEXTS, device=torch.device("cuda", 0))
+    with pytest.raises(ValueError, match="not a valid device"):
+        fit(Estimator, TOPIC_TEXTS, device="gpu0")
+
+
+def test_device_checked_at_prediction(fitted_classifier):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available")
+    clf = copy.deepcopy(fitted_classifier).set_params(device="cuda")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        clf.predict(TOPIC_TEXTS)
+
+
+# -- not fitted ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "Estimator, method",
+    [
+        (AttentionClassifier, "predict"),
+        (AttentionClassifier, "predict_proba"),
+        (AttentionClassifier, "predict_log_proba"),
+        (AttentionClassifier, "decision_function"),
+        (AttentionEncoder, "transform"),
+        (AttentionEncoder, "get_feature_names_out"),
+    ],
+)
+def test_unfitted_raises_not_fitted(Estimator, method):
+    args = () if method == "get_feature_names_out" else (TOPIC_TEXTS,)
+    with pytest.raises(NotFittedError):
+        getattr(Estimator(**TINY), method)(*args)
+
+
+def test_unfitted_score_raises_not_fitted():
+    with pytest.raises(NotFittedError):
+        AttentionClassifier(**TINY).score(TOPIC_TEXTS, TOPIC_LABELS)
+
+
+# -- a failed fit leaves a fitted estimator intact ---------------------------------
+
+
+def test_failed_fit_keeps_previous_model(monkeypatch):
+    clf = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    model, proba = clf.model_, clf.predict_proba(TOPIC_TEXTS)
+    with pytest.raises(TypeError):
+        clf.fit(["a film", None], [0, 1])
+    with pytest.raises(ValueError):
+        clf.fit(TOPIC_TEXTS, TOPIC_LABELS[:-1])
+    with pytest.raises(ValueError):
+        clf.fit(TOPIC_TEXTS, ["a"] * len(TOPIC_TEXTS))
+    with pytest.raises(InvalidParameterError):
+        clf.set_params(dropout=2.0).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    clf.set_params(dropout=TINY.get("dropout", 0.1))
+
+    # A failure during training itself (e.g. a diverging loss) is no different.
+    def diverge(self, *args, **kwargs):
+        raise FloatingPointError("the training loss became nan")
+
+    monkeypatch.setattr(skattn._base._AttentionBase, "_train", diverge)
+    with pytest.raises(FloatingPointError):
+        clf.fit(TOPIC_TEXTS[:6], ["x", "y", "z", "x", "y", "z"])
+    assert clf.model_ is model
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    np.testing.assert_array_equal(clf.predict_proba(TOPIC_TEXTS), proba)
+
+
+def test_failed_encoder_fit_keeps_previous_model(fitted_encoder):
+    encoder = copy.deepcopy(fitted_encoder)
+    embedded = encoder.transform(TOPIC_TEXTS)
+    with pytest.raises(TypeError):
+        encoder.fit([None])
+    with pytest.raises(ValueError):
+        encoder.fit([])
+    np.testing.assert_array_equal(encoder.transform(TOPIC_TEXTS), embedded)
