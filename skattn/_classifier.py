@@ -3,12 +3,10 @@
 import copy
 
 import numpy as np
-from scipy.special import log_softmax
 from sklearn.base import ClassifierMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.extmath import softmax
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
@@ -222,9 +220,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         proba : numpy.ndarray of shape (n_samples, n_classes)
             Probabilities in the order of ``classes_``; rows sum to 1.
         """
-        check_is_fitted(self)
-        logits = self._forward_all(X, self.model_, len(self.classes_))
-        return softmax(logits.astype(np.float64))
+        return np.exp(self.predict_log_proba(X))
 
     def predict_log_proba(self, X):
         """Logarithm of the class probabilities of documents.
@@ -239,7 +235,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         log_proba : numpy.ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
-        return log_softmax(self._forward_all(X, self.model_, len(self.classes_)).astype(np.float64), axis=1)
+        logits = self._forward_all(X, self.model_, len(self.classes_)).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
     def predict(self, X):
         """Predict the class of documents.
