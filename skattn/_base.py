@@ -1,25 +1,27 @@
 """Estimator machinery shared by AttentionEncoder and AttentionClassifier.
 
-Parameter table, device and precision resolution, seeding, the training loop,
-streamed inference and pickling all live here so that the two public
-estimators only describe what they train and what they return.
+Parameter table, device resolution, seeding, validation splits, the bridge to
+the training loop, streamed inference and pickling live here, so that the two
+public estimators only describe what they train and what they return.
 """
 
-import sys
-import time
-import warnings
-from contextlib import contextmanager, nullcontext
+import hashlib
+import os
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from tokenizers import Tokenizer
 
 from ._model import POOLINGS, EncoderConfig, TextEncoder
-from ._text import PAD_ID, SPECIAL_TOKENS, check_documents, encode, length_batches, pad, train_tokenizer
+from ._text import PAD_ID, SPECIAL_TOKENS, check_documents, encode, train_tokenizer
+from ._training import TrainingData, checkpoint_key, infer, train
 
 # Documents encoded at a time during inference: bounds memory to one chunk of
 # token ids plus the output array, whatever the number of documents.
@@ -33,7 +35,8 @@ class _AttentionBase(BaseEstimator):
         "tokenizer": [StrOptions({"wordpiece", "bpe", "unigram"})],
         "vocab_size": [Interval(Integral, len(SPECIAL_TOKENS) + 1, None, closed="left")],
         "lowercase": ["boolean"],
-        "max_length": [Interval(Integral, 4, None, closed="left")],
+        "max_length": [Interval(Integral, 8, None, closed="left")],
+        "long_text": [StrOptions({"truncate", "chunk"})],
         "d_model": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 0, None, closed="left")],
@@ -45,6 +48,13 @@ class _AttentionBase(BaseEstimator):
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "warmup_fraction": [Interval(Real, 0, 1, closed="both")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "resume": ["boolean"],
         "device": [str, torch.device],
         "precision": [StrOptions({"auto", "fp32", "bf16"})],
         "random_state": ["random_state"],
@@ -57,6 +67,12 @@ class _AttentionBase(BaseEstimator):
         tags.input_tags.two_d_array = False
         return tags
 
+    @property
+    def vocabulary_(self):
+        """dict: Mapping of the tokenizer's tokens to their ids."""
+        check_is_fitted(self)
+        return self.tokenizer_.get_vocab()
+
     # -- checks --------------------------------------------------------------
 
     def _check_params(self):
@@ -68,13 +84,25 @@ class _AttentionBase(BaseEstimator):
             )
         resolve_device(self.device)
 
+    def _check_sample_weight(self, sample_weight, documents):
+        if sample_weight is None:
+            return None
+        weights = _check_sample_weight(sample_weight, np.empty((len(documents), 0)), dtype=np.float32)
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise ValueError("sample_weight must be finite and non-negative.")
+        return weights
+
+    def _warm(self):
+        """Whether this fit continues from the fitted model (``warm_start``)."""
+        return self.warm_start and hasattr(self, "model_")
+
     # -- fitting helpers -----------------------------------------------------
 
     def _seeds(self):
         """Draw the seeds of one fit from ``random_state``.
 
-        Returns a NumPy generator (shuffling, masking) and an int seed for
-        torch (weight initialisation, dropout).
+        Returns a NumPy generator (batch order, masking, validation split) and
+        an int seed for torch (weight initialisation, dropout).
         """
         rng = check_random_state(self.random_state)
         numpy_seed, torch_seed = rng.randint(np.iinfo(np.int32).max, size=2)
@@ -102,81 +130,65 @@ class _AttentionBase(BaseEstimator):
         )
         return tokenizer, config, TextEncoder(config)
 
-    def _train(self, module, ids, targets, loss_fn, *, rng, device, description):
-        """Train ``module`` in place and return its per-epoch loss curve.
+    def _encode(self, tokenizer, documents):
+        return encode(tokenizer, documents, chunk=self.long_text == "chunk")
 
-        Parameters
-        ----------
-        module : torch.nn.Module
-            Already on ``device``.
-        ids : list of numpy.ndarray
-            Token ids of each training sequence.
-        targets : numpy.ndarray or None
-            Per-sequence targets, indexed like ``ids``.
-        loss_fn : callable
-            ``loss_fn(module, batch_ids, batch_targets, rng) -> (loss, n_tokens)``
-            with ``batch_ids`` a padded tensor on ``device``.
-        rng : numpy.random.Generator
-            Shuffles batches; passed on to ``loss_fn``.
-        device : torch.device
-        description : str
-            Shown in progress messages.
+    def _split(self, data, rng, stratify=None):
+        """Carve a validation set out of ``data`` when ``early_stopping`` is on.
 
-        Returns
-        -------
-        loss_curve : list of float
-            Mean training loss of each completed epoch.
+        The split is stratified by ``stratify`` (class indices) when given.
         """
-        lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
-        n_batches = -(-len(ids) // self.batch_size)
-        optimizer = _adamw(module, self.learning_rate, self.weight_decay, device)
-        scheduler = _warmup_linear_decay(optimizer, self.max_epochs * n_batches, self.warmup_fraction)
-        autocast = _autocast(device, resolve_precision(self.precision, device))
-        loss_curve = []
-        module.train()
-        try:
-            for epoch in range(self.max_epochs):
-                started, total_loss, total_tokens = time.perf_counter(), 0.0, 0
-                batches = length_batches(lengths, self.batch_size, shuffle=True, generator=rng)
-                for batch_number, rows in enumerate(batches):
-                    batch_ids = _to_device(pad([ids[i] for i in rows]), device)
-                    batch_targets = None if targets is None else targets[rows]
-                    with autocast:
-                        loss, n_tokens = loss_fn(module, batch_ids, batch_targets, rng)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"{description}: the training loss became {loss.item()} at epoch "
-                            f"{epoch + 1}, batch {batch_number + 1}. Try a lower "
-                            f"learning_rate (now {self.learning_rate}) or precision='fp32'."
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-                    optimizer.step()
-                    scheduler.step()
-                    total_loss += loss.item() * len(rows)
-                    total_tokens += n_tokens
-                loss_curve.append(total_loss / len(ids))
-                if self.verbose:
-                    elapsed = time.perf_counter() - started
-                    print(
-                        f"[{description}] epoch {epoch + 1}/{self.max_epochs}  loss "
-                        f"{loss_curve[-1]:.4f}  {total_tokens / elapsed:,.0f} tokens/s  "
-                        f"{elapsed:.1f}s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-        except KeyboardInterrupt:
-            if not loss_curve:
-                raise
-            warnings.warn(
-                f"{description}: training interrupted during epoch {len(loss_curve) + 1}; "
-                f"keeping the model trained for {len(loss_curve)} epoch(s).",
-                RuntimeWarning,
-                stacklevel=3,
+        if not self.early_stopping:
+            return data, None
+        rows = np.arange(len(data.encoded))
+        train_rows, validation_rows = train_test_split(
+            rows,
+            test_size=self.validation_fraction,
+            random_state=int(rng.integers(np.iinfo(np.int32).max)),
+            stratify=stratify,
+        )
+        return _take(data, np.sort(train_rows)), _take(data, np.sort(validation_rows))
+
+    def _run(self, module, data, loss_fn, *, rng, device, description, validation=None, score_fn=None, **options):
+        """Train ``module`` with :func:`skattn._training.train`; return its History."""
+        key = None
+        if self.checkpoint_dir is not None:
+            params = {
+                k: v
+                for k, v in self.get_params(deep=False).items()
+                if k not in ("verbose", "checkpoint_dir", "resume", "device", "encoder")
+            }
+            key = checkpoint_key(
+                description,
+                sorted(params.items()),
+                _digest(data),
+                None if validation is None else _digest(validation),
             )
-        module.eval()
-        return loss_curve
+        history, optimizer_state = train(
+            self,
+            module,
+            data,
+            loss_fn,
+            rng=rng,
+            device=device,
+            description=description,
+            validation=validation,
+            score_fn=score_fn,
+            checkpoint_key=key,
+            **options,
+        )
+        return history, optimizer_state
+
+    def _record(self, history, *, warm=False):
+        """Set the fitted attributes that describe training from ``history``."""
+        previous_curve = list(self.loss_curve_) if warm else []
+        previous_scores = list(self.validation_scores_ or []) if warm else []
+        self.loss_curve_ = previous_curve + history.loss_curve
+        self.validation_scores_ = None if history.validation_scores is None else previous_scores + history.validation_scores
+        self.best_score_ = history.best_score
+        self.best_loss_ = history.best_loss
+        self.n_iter_ = (self.n_iter_ if warm else 0) + len(history.loss_curve)
+        self.n_tokens_seen_ = (self.n_tokens_seen_ if warm else 0) + history.n_tokens_seen
 
     # -- inference -----------------------------------------------------------
 
@@ -187,14 +199,14 @@ class _AttentionBase(BaseEstimator):
         return device
 
     def _forward_all(self, X, forward, n_outputs):
-        """Run ``forward`` over documents in length-sorted batches.
+        """Run ``forward`` over documents, streaming them in chunks.
 
         Parameters
         ----------
         X : iterable of str
             Documents, validated here.
         forward : callable
-            Maps a padded id tensor ``(batch, seq)`` to ``(batch, n_outputs)``.
+            ``forward(ids, owner, n_documents) -> (n_documents, n_outputs)``.
         n_outputs : int
 
         Returns
@@ -204,22 +216,48 @@ class _AttentionBase(BaseEstimator):
         """
         documents = check_documents(X)
         device = self._inference_device()
-        autocast = _autocast(device, resolve_precision(self.precision, device))
-        outputs = np.empty((len(documents), n_outputs), dtype=np.float32)
         self.model_.eval()
-        with torch.inference_mode(), autocast:
-            for start in range(0, len(documents), _INFERENCE_CHUNK):
-                ids = encode(self.tokenizer_, documents[start : start + _INFERENCE_CHUNK])
-                lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
-                for rows in length_batches(lengths, self.batch_size, shuffle=False):
-                    batch = _to_device(pad([ids[i] for i in rows]), device)
-                    outputs[start + rows] = forward(batch).float().cpu().numpy()
+        outputs = np.empty((len(documents), n_outputs), dtype=np.float32)
+        for start in range(0, len(documents), _INFERENCE_CHUNK):
+            encoded = self._encode(self.tokenizer_, documents[start : start + _INFERENCE_CHUNK])
+            outputs[start : start + len(encoded)] = infer(
+                forward,
+                encoded,
+                n_outputs,
+                batch_size=self.batch_size,
+                token_budget=self.batch_size * self.config_.max_length,
+                device=device,
+                precision=self.precision,
+            )
         return outputs
+
+    def _score_fn(self, multilabel=False):
+        """Validation scorer for classification: accuracy (subset accuracy if multilabel)."""
+
+        def score(module, validation):
+            module.eval()
+            logits = infer(
+                module,
+                validation.encoded,
+                module.head.out_features,
+                batch_size=self.batch_size,
+                token_budget=self.batch_size * self.max_length,
+                device=next(module.parameters()).device,
+                precision=self.precision,
+            )
+            if multilabel:
+                return float(np.mean(np.all((logits > 0) == (validation.targets > 0.5), axis=1)))
+            return float(np.mean(logits.argmax(axis=1) == validation.targets))
+
+        return score
 
     # -- persistence ---------------------------------------------------------
 
     def __getstate__(self):
         state = dict(super().__getstate__())
+        # An optimizer kept for partial_fit is not shipped; a reloaded model
+        # continues partial_fit with a fresh one.
+        state.pop("_optimizer_state", None)
         if "model_" in state:
             # CPU tensors and the tokenizer's JSON: loading needs neither CUDA
             # nor torch.load, and the live module is rebuilt in __setstate__.
@@ -242,7 +280,26 @@ class _AttentionBase(BaseEstimator):
             super().__setstate__(state)
 
 
-# -- small helpers -------------------------------------------------------------
+# -- helpers -------------------------------------------------------------------
+
+
+def _take(data, rows):
+    return TrainingData(
+        encoded=data.encoded.subset(rows),
+        targets=None if data.targets is None else data.targets[rows],
+        weights=None if data.weights is None else data.weights[rows],
+    )
+
+
+def _digest(data):
+    digest = hashlib.sha256()
+    for window in data.encoded.windows:
+        digest.update(window.tobytes())
+    digest.update(data.encoded.offsets.tobytes())
+    for array in (data.targets, data.weights):
+        if array is not None:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def resolve_device(device):
@@ -267,89 +324,6 @@ def resolve_device(device):
     return resolved
 
 
-def resolve_precision(precision, device):
-    """Return the autocast dtype for ``precision`` on ``device``, or None for fp32.
-
-    ``"auto"`` uses bfloat16 on CUDA devices that support it and on CPUs with
-    native bfloat16 instructions (AVX512-BF16 or AMX), where it is faster.
-    """
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu" and _cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
-def _cpu_has_native_bf16():
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def _autocast(device, dtype):
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _to_device(array, device):
-    tensor = torch.from_numpy(array)
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor
-
-
-def _adamw(module, learning_rate, weight_decay, device):
-    """AdamW with weight decay on matrices only, not on biases, norms or embeddings."""
-    decay, no_decay = [], []
-    for name, parameter in module.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        is_matrix = parameter.dim() >= 2 and "embedding" not in name
-        (decay if is_matrix else no_decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=learning_rate, fused=device.type == "cuda" or None)
-
-
-def _warmup_linear_decay(optimizer, total_steps, warmup_fraction):
-    warmup_steps = int(round(warmup_fraction * total_steps))
-
-    def factor(step):
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def classification_loss(class_weight=None):
-    """Return a ``loss_fn`` for :meth:`_AttentionBase._train` on class indices.
-
-    Parameters
-    ----------
-    class_weight : numpy.ndarray of shape (n_classes,), default=None
-        Weight of each class in the cross-entropy.
-    """
-    weight_cache = {}
-
-    def loss_fn(module, ids, targets, rng):
-        device = ids.device
-        if class_weight is not None and device not in weight_cache:
-            weight_cache[device] = torch.as_tensor(class_weight, dtype=torch.float32, device=device)
-        logits = module(ids)  # (batch, n_classes)
-        labels = torch.from_numpy(targets).to(device)
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=weight_cache.get(device))
-        return loss, int((ids != PAD_ID).sum())
-
-    return loss_fn
-
-
 @contextmanager
 def seeded_torch(seed, device):
     """Seed torch's global generators for a block and restore them afterwards.
@@ -363,3 +337,45 @@ def seeded_torch(seed, device):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def classification_loss(class_weight=None, multilabel=False):
+    """Return a ``loss_fn`` for :func:`skattn._training.train` on labels.
+
+    Parameters
+    ----------
+    class_weight : numpy.ndarray of shape (n_classes,), default=None
+        Weight of each class in the cross-entropy.
+    multilabel : bool, default=False
+        Targets are a label-indicator matrix: one sigmoid per label.
+    """
+    cache = {}
+
+    def loss_fn(module, batch, rng):
+        logits = module(batch.ids, batch.owner, batch.n_documents).float()  # (batch, n_outputs)
+        if multilabel:
+            per_sample = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, batch.targets, reduction="none"
+            ).mean(dim=1)
+        else:
+            device = logits.device
+            if class_weight is not None and device not in cache:
+                cache[device] = torch.as_tensor(class_weight, dtype=torch.float32, device=device)
+            weight = cache.get(device)
+            per_sample = torch.nn.functional.cross_entropy(logits, batch.targets, reduction="none")
+            if weight is not None:
+                # Same normalisation as cross_entropy(weight=...): a weighted mean.
+                sample_weight = weight[batch.targets]
+                if batch.weights is not None:
+                    sample_weight = sample_weight * batch.weights
+                return (per_sample * sample_weight).sum() / sample_weight.sum().clamp(min=1e-12)
+        return weighted_mean(per_sample, batch.weights)
+
+    return loss_fn
+
+
+def weighted_mean(values, weights):
+    """Mean of ``values``, weighted by ``weights`` when given."""
+    if weights is None:
+        return values.mean()
+    return (values * weights).sum() / weights.sum().clamp(min=1e-12)

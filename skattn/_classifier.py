@@ -11,10 +11,11 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._base import _AttentionBase, classification_loss, resolve_device, seeded_torch
-from ._docs import SHARED_PARAMETERS
+from ._docs import SHARED_PARAMETERS, TRAINING_ATTRIBUTES
 from ._encoder import AttentionEncoder
 from ._model import SequenceClassifier, TextEncoder
-from ._text import check_documents, encode
+from ._text import check_documents
+from ._training import TrainingData, warn_if_not_converged
 
 UNLABELED = -1
 
@@ -23,7 +24,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     """Text classifier built on a transformer encoder trained from scratch.
 
     ``fit`` trains a subword tokenizer on the training texts, then a
-    transformer encoder with a linear head on the labels. With
+    transformer encoder with a linear head on the labels: a softmax over the
+    classes, or one sigmoid per label when ``y`` is a label-indicator matrix
+    (multilabel). With
     ``encoder=AttentionEncoder(...)`` the encoder is first pretrained by masked
     language modelling on all training texts, unlabeled ones included, and
     then fine-tuned.
@@ -48,7 +51,8 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     Attributes
     ----------
     classes_ : numpy.ndarray of shape (n_classes,)
-        Class labels, as given in ``y``.
+        Class labels, as given in ``y``; for multilabel ``y``, the label
+        column indices ``0 .. n_labels - 1``.
 
     tokenizer_ : tokenizers.Tokenizer
         Subword tokenizer trained on the training texts.
@@ -59,12 +63,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     model_ : SequenceClassifier
         The trained PyTorch model (encoder and head), in evaluation mode.
 
-    loss_curve_ : list of float
-        Mean training loss of each fine-tuning epoch.
-
-    n_iter_ : int
-        Number of fine-tuning epochs run.
-
+%(training_attributes)s
     See Also
     --------
     AttentionEncoder : Transformer that embeds texts, for pretraining.
@@ -93,6 +92,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         vocab_size=8000,
         lowercase=True,
         max_length=256,
+        long_text="truncate",
         d_model=256,
         n_heads=4,
         n_layers=2,
@@ -104,6 +104,13 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         learning_rate=1e-3,
         weight_decay=0.01,
         warmup_fraction=0.1,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        tol=1e-4,
+        warm_start=False,
+        checkpoint_dir=None,
+        resume=False,
         device="auto",
         precision="auto",
         random_state=None,
@@ -115,6 +122,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         self.vocab_size = vocab_size
         self.lowercase = lowercase
         self.max_length = max_length
+        self.long_text = long_text
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_layers = n_layers
@@ -126,6 +134,13 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.warmup_fraction = warmup_fraction
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
         self.device = device
         self.precision = precision
         self.random_state = random_state
@@ -133,17 +148,20 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         self.encoder = encoder
         self.class_weight = class_weight
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the classifier on labelled texts.
 
         Parameters
         ----------
         X : list, tuple, numpy array or pandas Series of str
             Training documents.
-        y : array-like of shape (n_samples,)
-            Class labels (str or int). With an integer ``y``, ``-1`` marks an
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels (str or int), or a binary label-indicator matrix for
+            multilabel classification. With an integer ``y``, ``-1`` marks an
             unlabeled document: it is used to pretrain ``encoder`` and to
             train the tokenizer, not in the classification loss.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each document in the loss.
 
         Returns
         -------
@@ -151,40 +169,123 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             The fitted classifier.
         """
         self._check_params()
+        self._check_encoder()
+        documents = check_documents(X)
+        targets = _Targets.from_y(y, len(documents))
+        weights = self._check_sample_weight(sample_weight, documents)
+        warm = self._warm()
+        if warm and not np.array_equal(targets.classes, self.classes_):
+            raise ValueError(
+                f"warm_start=True needs the classes of the fitted model {self.classes_.tolist()}; "
+                f"y has {targets.classes.tolist()}."
+            )
+        return self._fit(documents, targets, weights, warm=warm, partial=False)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Train for one pass over a batch of labelled texts.
+
+        The first call trains the tokenizer on its ``X`` and builds the model;
+        later calls keep both, and keep the optimizer's state, so that calling
+        it on successive chunks of a stream trains one model. The learning
+        rate stays at ``learning_rate``; ``early_stopping`` does not apply.
+
+        Parameters
+        ----------
+        X : list, tuple, numpy array or pandas Series of str
+            A batch of training documents.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Their labels, all from ``classes``.
+        classes : array-like of shape (n_classes,), default=None
+            Every class that will ever appear in ``y``: required on the first
+            call, optional afterwards. For multilabel ``y``, ``range(n_labels)``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each document in the loss.
+
+        Returns
+        -------
+        self : AttentionClassifier
+            The updated classifier.
+        """
+        self._check_params()
+        self._check_encoder()
+        fitted = hasattr(self, "model_")
+        if not fitted and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if classes is not None:
+            classes = np.unique(np.asarray(classes))
+            if fitted and not np.array_equal(classes, self.classes_):
+                raise ValueError(
+                    f"classes={classes.tolist()} differs from the classes of the first call to "
+                    f"partial_fit, {self.classes_.tolist()}."
+                )
+        documents = check_documents(X)
+        targets = _Targets.from_y(y, len(documents), classes=self.classes_ if fitted else classes)
+        weights = self._check_sample_weight(sample_weight, documents)
+        return self._fit(documents, targets, weights, warm=fitted, partial=True)
+
+    def _check_encoder(self):
         if self.encoder is not None and not isinstance(self.encoder, AttentionEncoder):
             raise TypeError(
-                f"encoder must be an AttentionEncoder or None, got "
-                f"{type(self.encoder).__name__}."
+                f"encoder must be an AttentionEncoder or None, got {type(self.encoder).__name__}."
             )
-        documents = check_documents(X)
-        y, labeled, classes = self._check_targets(y, len(documents))
-        class_weight = self._class_weights(classes, y[labeled])
+
+    def _fit(self, documents, targets, weights, *, warm, partial):
+        """Train from ``fit`` or ``partial_fit``; set fitted attributes only at the end."""
+        if targets.multilabel and self.class_weight is not None:
+            raise ValueError("class_weight is not supported with multilabel y.")
+        class_weight = None
+        if self.class_weight is not None:
+            labeled = targets.labels[targets.labeled]
+            class_weight = compute_class_weight(self.class_weight, classes=targets.classes, y=labeled)
         rng, torch_seed = self._seeds()
         device = resolve_device(self.device)
-        pretrained = self._pretrained_encoder(documents, torch_seed)
+        description = "AttentionClassifier"
+        pretrained = None if warm else self._pretrained_encoder(documents, torch_seed)
         with seeded_torch(torch_seed, device):
-            if pretrained is None:
-                tokenizer, config, encoder = self._new_encoder(documents)
+            if warm:
+                tokenizer, config = self.tokenizer_, self.config_
+                module = copy.deepcopy(self.model_).to(device)
             else:
-                tokenizer, config, encoder = pretrained
-            labeled_documents = [documents[i] for i in np.flatnonzero(labeled)]
-            targets = np.searchsorted(classes, y[labeled]).astype(np.int64)
-            module = SequenceClassifier(encoder, len(classes)).to(device)
-            loss_curve = self._train(
+                tokenizer, config, encoder = pretrained or self._new_encoder(documents)
+                module = SequenceClassifier(encoder, len(targets.classes)).to(device)
+            rows = np.flatnonzero(targets.labeled)
+            data = TrainingData(
+                self._encode(tokenizer, [documents[i] for i in rows]),
+                targets=targets.encoded[rows],
+                weights=None if weights is None else weights[rows],
+            )
+            options = {}
+            if partial:
+                options = dict(
+                    max_epochs=1,
+                    constant_learning_rate=True,
+                    optimizer_state=getattr(self, "_optimizer_state", None),
+                )
+                validation = None
+            else:
+                data, validation = self._split(data, rng, stratify=None if targets.multilabel else data.targets)
+            history, optimizer_state = self._run(
                 module,
-                encode(tokenizer, labeled_documents),
-                targets,
-                classification_loss(class_weight),
+                data,
+                classification_loss(class_weight, multilabel=targets.multilabel),
                 rng=rng,
                 device=device,
-                description="AttentionClassifier",
+                description=description,
+                validation=validation,
+                score_fn=self._score_fn(targets.multilabel),
+                **options,
             )
-        self.classes_ = classes
+        if not partial:
+            # Points the warning at the user's call: here, fit, then the caller.
+            warn_if_not_converged(history, description, stacklevel=4)
+        self.classes_ = targets.classes
         self.tokenizer_ = tokenizer
         self.config_ = config
         self.model_ = module
-        self.loss_curve_ = loss_curve
-        self.n_iter_ = len(loss_curve)
+        self._multilabel = targets.multilabel
+        self._record(history, warm=warm)
+        if partial:
+            self._optimizer_state = optimizer_state
         return self
 
     def decision_function(self, X):
@@ -199,11 +300,12 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         -------
         scores : numpy.ndarray of shape (n_samples,) or (n_samples, n_classes)
             For two classes, the log-odds of ``classes_[1]``; otherwise one
-            logit per class, in the order of ``classes_``.
+            logit per class (per label if multilabel), in the order of
+            ``classes_``.
         """
         check_is_fitted(self)
-        logits = self._forward_all(X, self.model_, len(self.classes_))
-        if len(self.classes_) == 2:
+        logits = self._logits(X)
+        if len(self.classes_) == 2 and not self._multilabel:
             return logits[:, 1] - logits[:, 0]
         return logits
 
@@ -218,7 +320,8 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         Returns
         -------
         proba : numpy.ndarray of shape (n_samples, n_classes)
-            Probabilities in the order of ``classes_``; rows sum to 1.
+            Probabilities in the order of ``classes_``; rows sum to 1. For
+            multilabel ``y``, the independent probability of each label.
         """
         return np.exp(self.predict_log_proba(X))
 
@@ -235,7 +338,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         log_proba : numpy.ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
-        logits = self._forward_all(X, self.model_, len(self.classes_)).astype(np.float64)
+        logits = self._logits(X).astype(np.float64)
+        if self._multilabel:
+            return -np.logaddexp(0.0, -logits)  # log sigmoid
         logits -= logits.max(axis=1, keepdims=True)
         return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
@@ -249,42 +354,25 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
 
         Returns
         -------
-        y_pred : numpy.ndarray of shape (n_samples,)
-            Labels from ``classes_``.
+        y_pred : numpy.ndarray of shape (n_samples,) or (n_samples, n_labels)
+            Labels from ``classes_``, or the label-indicator matrix for
+            multilabel ``y``.
         """
         check_is_fitted(self)
-        logits = self._forward_all(X, self.model_, len(self.classes_))
+        logits = self._logits(X)
+        if self._multilabel:
+            return (logits > 0).astype(np.int64)
         return self.classes_[logits.argmax(axis=1)]
 
+    def _logits(self, X):
+        return self._forward_all(X, self.model_, len(self.classes_))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
     # -- fit helpers -----------------------------------------------------------
-
-    def _check_targets(self, y, n_documents):
-        """Return ``y`` as a 1-D array, the labeled-row mask and the classes."""
-        if y is None:
-            raise ValueError("AttentionClassifier requires y to be passed, but y is None.")
-        y = column_or_1d(y, warn=True)
-        if len(y) != n_documents:
-            raise ValueError(
-                f"X and y have inconsistent lengths: {n_documents} documents and "
-                f"{len(y)} labels."
-            )
-        check_classification_targets(y)
-        labeled = np.ones(len(y), dtype=bool)
-        if type_of_target(y) in ("binary", "multiclass") and y.dtype.kind in "iu":
-            labeled = y != UNLABELED
-        classes = np.unique(y[labeled])
-        if len(classes) < 2:
-            found = "no labeled samples" if len(classes) == 0 else f"only {classes.tolist()[0]!r}"
-            note = ""
-            if not labeled.all():
-                note = f" ({np.count_nonzero(~labeled)} samples are labeled -1, which marks unlabeled texts)"
-            raise ValueError(f"AttentionClassifier needs at least 2 classes in y; got {found}{note}.")
-        return y, labeled, classes
-
-    def _class_weights(self, classes, y_labeled):
-        if self.class_weight is None:
-            return None
-        return compute_class_weight(self.class_weight, classes=classes, y=y_labeled)
 
     def _pretrained_encoder(self, documents, torch_seed):
         """Tokenizer, config and a private copy of the encoder module to fine-tune.
@@ -308,6 +396,88 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         return SequenceClassifier(TextEncoder(self.config_), len(self.classes_))
 
 
-AttentionClassifier.__doc__ = AttentionClassifier.__doc__.replace(
-    "%(shared_parameters)s", SHARED_PARAMETERS
+AttentionClassifier.__doc__ = (
+    AttentionClassifier.__doc__.replace("%(shared_parameters)s", SHARED_PARAMETERS)
+    .replace("%(training_attributes)s", TRAINING_ATTRIBUTES)
 )
+
+
+class _Targets:
+    """Validated ``y``: classes, which rows are labeled, and the training targets.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        ``y`` as given, 1-D or 2-D.
+    classes : numpy.ndarray
+        Sorted class labels; label column indices if multilabel.
+    labeled : numpy.ndarray of bool
+        False where a 1-D integer ``y`` holds ``-1`` (unlabeled).
+    encoded : numpy.ndarray
+        Class indices (int64), or the indicator matrix as float32 if
+        multilabel; meaningful on labeled rows only.
+    multilabel : bool
+    """
+
+    def __init__(self, labels, classes, labeled, encoded, multilabel):
+        self.labels = labels
+        self.classes = classes
+        self.labeled = labeled
+        self.encoded = encoded
+        self.multilabel = multilabel
+
+    @classmethod
+    def from_y(cls, y, n_documents, classes=None):
+        """Validate ``y`` for ``n_documents`` documents.
+
+        ``classes``, when given (``partial_fit``), fixes the set of classes
+        and every label of ``y`` must belong to it.
+        """
+        if y is None:
+            raise ValueError("AttentionClassifier requires y to be passed, but y is None.")
+        y = np.asarray(y) if not hasattr(y, "iloc") else y.to_numpy()
+        if y.ndim == 2 and y.shape[1] > 1:
+            return cls._multilabel(y, n_documents, classes)
+        y = column_or_1d(y, warn=True)
+        _check_length(len(y), n_documents)
+        check_classification_targets(y)
+        labeled = np.ones(len(y), dtype=bool)
+        if type_of_target(y) in ("binary", "multiclass") and y.dtype.kind in "iu":
+            labeled = y != UNLABELED
+        found = np.unique(y[labeled])
+        if classes is None:
+            classes = found
+            if len(classes) < 2:
+                described = "no labeled samples" if len(classes) == 0 else f"only {classes.tolist()[0]!r}"
+                note = ""
+                if not labeled.all():
+                    note = f" ({np.count_nonzero(~labeled)} samples are labeled -1, which marks unlabeled texts)"
+                raise ValueError(f"AttentionClassifier needs at least 2 classes in y; got {described}{note}.")
+        else:
+            unknown = np.setdiff1d(found, classes)
+            if len(unknown):
+                raise ValueError(f"y contains labels {unknown.tolist()} that are not in classes={classes.tolist()}.")
+        encoded = np.zeros(len(y), dtype=np.int64)
+        encoded[labeled] = np.searchsorted(classes, y[labeled])
+        return cls(y, classes, labeled, encoded, multilabel=False)
+
+    @classmethod
+    def _multilabel(cls, y, n_documents, classes):
+        _check_length(len(y), n_documents)
+        if type_of_target(y) != "multilabel-indicator":
+            raise ValueError(
+                f"A 2-D y must be a binary label-indicator matrix (multilabel); got "
+                f"{type_of_target(y)!r} targets of shape {y.shape}."
+            )
+        n_labels = y.shape[1]
+        if classes is not None and not np.array_equal(classes, np.arange(n_labels)):
+            raise ValueError(f"For multilabel y with {n_labels} columns, classes must be range({n_labels}).")
+        encoded = np.asarray(y, dtype=np.float32)
+        return cls(y, np.arange(n_labels), np.ones(len(y), dtype=bool), encoded, multilabel=True)
+
+
+def _check_length(n_labels, n_documents):
+    if n_labels != n_documents:
+        raise ValueError(
+            f"X and y have inconsistent lengths: {n_documents} documents and {n_labels} labels."
+        )

@@ -16,6 +16,13 @@ SHARED_PARAMETERS = """\
         Documents are truncated to this many tokens, ``[CLS]`` and ``[SEP]``
         included. It is also the number of learned positions.
 
+    long_text : {"truncate", "chunk"}, default="truncate"
+        What to do with documents longer than ``max_length`` tokens:
+        ``"truncate"`` keeps their beginning; ``"chunk"`` splits them into
+        windows of ``max_length`` tokens that overlap by a quarter, encodes
+        each window and averages the windows' pooled vectors into one vector
+        per document, in ``fit``, ``transform`` and ``predict`` alike.
+
     d_model : int, default=256
         Width of token representations and of the output vectors.
 
@@ -53,6 +60,40 @@ SHARED_PARAMETERS = """\
         Fraction of the optimisation steps during which the learning rate
         rises linearly from zero; it then decays linearly to zero.
 
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified by
+        class for classification), score it after each epoch (accuracy; the
+        negative masked-language-model loss when pretraining), stop when the
+        score has not improved by more than ``tol`` for ``n_iter_no_change``
+        epochs, and restore the weights of the best epoch.
+
+    validation_fraction : float, default=0.1
+        Fraction of the training data held out when ``early_stopping``.
+
+    n_iter_no_change : int, default=3
+        Epochs without an improvement larger than ``tol`` (of the validation
+        score with ``early_stopping``, of the training loss without) after
+        which training stops.
+
+    tol : float, default=1e-4
+        Smallest change of the monitored value that counts as improvement.
+
+    warm_start : bool, default=False
+        If True and the estimator is fitted, ``fit`` continues training the
+        fitted model (keeping its tokenizer) for ``max_epochs`` more epochs,
+        with a new learning-rate schedule; ``loss_curve_`` and ``n_iter_``
+        keep counting.
+
+    checkpoint_dir : str, path or None, default=None
+        Directory where model, optimizer, schedule and random state are saved
+        after each epoch (``checkpoint.pt``).
+
+    resume : bool, default=False
+        If True and ``checkpoint_dir`` holds a checkpoint of the same fit
+        (same data and parameters), training continues from it and ends with
+        the same model as an uninterrupted fit; a finished checkpoint returns
+        its final model at once.
+
     device : "auto", str or torch.device, default="auto"
         Where to train and predict. ``"auto"`` uses CUDA when available, else
         the CPU. A fitted model is stored on the CPU when pickled and moves to
@@ -68,5 +109,32 @@ SHARED_PARAMETERS = """\
         makes fits on the CPU repeatable across processes.
 
     verbose : int, default=0
-        Print one line per epoch to stderr when positive.
+        Progress on stderr. 0 is silent; 1 shows a progress bar per epoch
+        (loss, tokens/s, time left) on a terminal, and one line per epoch
+        where stderr is not a terminal (logs, CI); 2 and above always print
+        one line of metrics per epoch.
+"""
+
+TRAINING_ATTRIBUTES = """\
+    vocabulary_ : dict
+        Mapping of the tokenizer's tokens to their ids.
+
+    loss_curve_ : list of float
+        Mean training loss of each epoch (of all fits, with ``warm_start``
+        or ``partial_fit``).
+
+    validation_scores_ : list of float or None
+        Validation score after each epoch when ``early_stopping``, else None.
+
+    best_score_ : float or None
+        Best validation score when ``early_stopping``, else None.
+
+    best_loss_ : float
+        Lowest training loss of an epoch in the last fit.
+
+    n_iter_ : int
+        Number of epochs run.
+
+    n_tokens_seen_ : int
+        Number of (non-padding) tokens processed in training.
 """

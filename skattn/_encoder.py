@@ -1,5 +1,6 @@
 """AttentionEncoder: a scikit-learn transformer that embeds texts."""
 
+import copy
 from numbers import Real
 
 import numpy as np
@@ -9,10 +10,11 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._base import _AttentionBase, classification_loss, resolve_device, seeded_torch
-from ._docs import SHARED_PARAMETERS
+from ._base import _AttentionBase, classification_loss, resolve_device, seeded_torch, weighted_mean
+from ._docs import SHARED_PARAMETERS, TRAINING_ATTRIBUTES
 from ._model import MaskedLanguageModel, SequenceClassifier, TextEncoder
-from ._text import PAD_ID, SPECIAL_TOKENS, check_documents, encode
+from ._text import SPECIAL_TOKENS, check_documents, length_batches
+from ._training import TrainingData, autocast_context, resolve_precision, warn_if_not_converged
 
 
 class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _AttentionBase):
@@ -43,12 +45,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
     model_ : TextEncoder
         The trained PyTorch encoder, in evaluation mode.
 
-    loss_curve_ : list of float
-        Mean training loss of each epoch.
-
-    n_iter_ : int
-        Number of epochs run.
-
+%(training_attributes)s
     See Also
     --------
     AttentionClassifier : Classifier that fine-tunes an AttentionEncoder.
@@ -75,6 +72,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         vocab_size=8000,
         lowercase=True,
         max_length=256,
+        long_text="truncate",
         d_model=256,
         n_heads=4,
         n_layers=2,
@@ -86,6 +84,13 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         learning_rate=1e-3,
         weight_decay=0.01,
         warmup_fraction=0.1,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        tol=1e-4,
+        warm_start=False,
+        checkpoint_dir=None,
+        resume=False,
         device="auto",
         precision="auto",
         random_state=None,
@@ -96,6 +101,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         self.vocab_size = vocab_size
         self.lowercase = lowercase
         self.max_length = max_length
+        self.long_text = long_text
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_layers = n_layers
@@ -107,13 +113,20 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.warmup_fraction = warmup_fraction
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
         self.device = device
         self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
         self.mlm_probability = mlm_probability
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Train the tokenizer and the encoder on texts.
 
         Parameters
@@ -124,6 +137,8 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
             Without labels the encoder is pretrained by masked language
             modelling. With class labels it is trained to classify them
             through a temporary linear head, which is then discarded.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each document in the loss.
 
         Returns
         -------
@@ -133,42 +148,51 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         self._check_params()
         documents = check_documents(X)
         if y is not None:
-            y = column_or_1d(y, warn=True)
-            if len(y) != len(documents):
-                raise ValueError(
-                    f"X and y have inconsistent lengths: {len(documents)} documents "
-                    f"and {len(y)} labels."
-                )
-            check_classification_targets(y)
-            classes, y = np.unique(y, return_inverse=True)
-            if len(classes) < 2:
-                raise ValueError(
-                    f"y must contain at least 2 classes to train on labels; got only "
-                    f"{classes.tolist()[0]!r}. Call fit(X) without y to pretrain instead."
-                )
+            classes, targets = _check_labels(y, len(documents))
+        weights = self._check_sample_weight(sample_weight, documents)
         rng, torch_seed = self._seeds()
         device = resolve_device(self.device)
+        warm = self._warm()
         with seeded_torch(torch_seed, device):
-            tokenizer, config, encoder = self._new_encoder(documents)
-            ids = encode(tokenizer, documents)
-            if y is None:
-                module = MaskedLanguageModel(encoder).to(device)
-                loss_fn = masked_language_model_loss(self.mlm_probability, config.vocab_size)
-                targets = None
-                description = "AttentionEncoder pretraining"
+            if warm:
+                tokenizer, config = self.tokenizer_, self.config_
+                encoder = copy.deepcopy(self.model_)
             else:
-                module = SequenceClassifier(encoder, len(classes)).to(device)
-                loss_fn = classification_loss()
-                targets = y.astype(np.int64)
+                tokenizer, config, encoder = self._new_encoder(documents)
+            encoded = self._encode(tokenizer, documents)
+            if y is None:
+                description = "AttentionEncoder pretraining"
+                module = MaskedLanguageModel(encoder).to(device)
+                windows_per_document = np.diff(encoded.offsets)
+                data = TrainingData(
+                    encoded.as_sequences(),
+                    weights=None if weights is None else np.repeat(weights, windows_per_document),
+                )
+                train_data, validation = self._split(data, rng)
+                loss_fn = masked_language_model_loss(self.mlm_probability, config.vocab_size)
+                score_fn = self._masked_language_model_score(loss_fn)
+            else:
                 description = "AttentionEncoder supervised"
-            loss_curve = self._train(
-                module, ids, targets, loss_fn, rng=rng, device=device, description=description
+                module = SequenceClassifier(encoder, len(classes)).to(device)
+                data = TrainingData(encoded, targets=targets, weights=weights)
+                train_data, validation = self._split(data, rng, stratify=targets)
+                loss_fn = classification_loss()
+                score_fn = self._score_fn()
+            history, _ = self._run(
+                module,
+                train_data,
+                loss_fn,
+                rng=rng,
+                device=device,
+                description=description,
+                validation=validation,
+                score_fn=score_fn,
             )
+        warn_if_not_converged(history, description, stacklevel=3)
         self.tokenizer_ = tokenizer
         self.config_ = config
         self.model_ = encoder
-        self.loss_curve_ = loss_curve
-        self.n_iter_ = len(loss_curve)
+        self._record(history, warm=warm)
         return self
 
     def transform(self, X):
@@ -187,6 +211,24 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         check_is_fitted(self)
         return self._forward_all(X, self.model_.embed, self.config_.d_model)
 
+    def _masked_language_model_score(self, loss_fn):
+        """Validation scorer: minus the masked-language-model loss, with fixed masks."""
+
+        def score(module, validation):
+            module.eval()
+            device = next(module.parameters()).device
+            rng = np.random.default_rng(0)  # the same masks at every epoch
+            total, count = 0.0, 0
+            lengths = validation.encoded.document_lengths()
+            batches = length_batches(lengths, self.batch_size, shuffle=False, token_budget=self.batch_size * self.max_length)
+            with torch.inference_mode(), autocast_context(device, resolve_precision(self.precision, device)):
+                for rows in batches:
+                    total += loss_fn(module, validation.batch(rows, device), rng).item() * len(rows)
+                    count += len(rows)
+            return -total / count
+
+        return score
+
     @property
     def _n_features_out(self):
         return self.config_.d_model
@@ -195,7 +237,27 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         return TextEncoder(self.config_)
 
 
-AttentionEncoder.__doc__ = AttentionEncoder.__doc__.replace("%(shared_parameters)s", SHARED_PARAMETERS)
+AttentionEncoder.__doc__ = (
+    AttentionEncoder.__doc__.replace("%(shared_parameters)s", SHARED_PARAMETERS)
+    .replace("%(training_attributes)s", TRAINING_ATTRIBUTES)
+)
+
+
+def _check_labels(y, n_documents):
+    """Class labels for supervised encoder training: the classes and class indices."""
+    y = column_or_1d(y, warn=True)
+    if len(y) != n_documents:
+        raise ValueError(
+            f"X and y have inconsistent lengths: {n_documents} documents and {len(y)} labels."
+        )
+    check_classification_targets(y)
+    classes, targets = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"y must contain at least 2 classes to train on labels; got only "
+            f"{classes.tolist()[0]!r}. Call fit(X) without y to pretrain instead."
+        )
+    return classes, targets.astype(np.int64)
 
 
 def masked_language_model_loss(mlm_probability, vocab_size):
@@ -211,7 +273,8 @@ def masked_language_model_loss(mlm_probability, vocab_size):
     n_special = len(SPECIAL_TOKENS)
     mask_id = SPECIAL_TOKENS.index("[MASK]")
 
-    def loss_fn(module, ids, targets, rng):
+    def loss_fn(module, batch, rng):
+        ids = batch.ids
         # Drawn with NumPy so that masks do not depend on the device.
         draws = rng.random((3, *ids.shape), dtype=np.float32)
         select_draw, action_draw, token_draw = torch.from_numpy(draws).to(ids.device)
@@ -221,9 +284,12 @@ def masked_language_model_loss(mlm_probability, vocab_size):
         random_ids = n_special + (token_draw * (vocab_size - n_special)).long()
         inputs = torch.where(randomize, random_ids.clamp(max=vocab_size - 1), inputs)
         logits = module(inputs, selected)  # (n_selected, vocab_size)
-        n_tokens = int((ids != PAD_ID).sum())
         if logits.shape[0] == 0:
-            return logits.sum() * 0.0, n_tokens
-        return torch.nn.functional.cross_entropy(logits.float(), ids[selected]), n_tokens
+            return logits.sum() * 0.0
+        per_token = torch.nn.functional.cross_entropy(logits.float(), ids[selected], reduction="none")
+        token_weights = None
+        if batch.weights is not None:
+            token_weights = batch.weights.unsqueeze(1).expand_as(ids)[selected]  # (n_selected,)
+        return weighted_mean(per_token, token_weights)
 
     return loss_fn

@@ -141,10 +141,38 @@ class TextEncoder(nn.Module):
             x = block(x, attend)  # (batch, seq, d_model)
         return self.norm(x), keep
 
-    def embed(self, ids):
-        """Return one pooled vector per sequence, ``(batch, d_model)``."""
+    def embed(self, ids, owner=None, n_documents=None):
+        """Return one pooled vector per document.
+
+        Parameters
+        ----------
+        ids : torch.Tensor of shape (n_windows, seq)
+        owner : torch.Tensor of shape (n_windows,), default=None
+            Document of each window, for documents split into several
+            windows; their pooled vectors are pooled again into one per
+            document, by maximum with ``pooling="max"``, else by mean. None
+            when each window is a document.
+        n_documents : int, default=None
+            Number of documents, when ``owner`` is given.
+
+        Returns
+        -------
+        embedding : torch.Tensor of shape (n_documents, d_model)
+        """
         hidden, keep = self(ids)
-        return pool(hidden, keep, self.config.pooling)
+        pooled = pool(hidden, keep, self.config.pooling)  # (n_windows, d_model)
+        if owner is None or n_documents == ids.shape[0]:
+            return pooled
+        count = torch.bincount(owner, minlength=n_documents)  # (n_documents,)
+        if self.config.pooling == "max":
+            # Windows of a document are contiguous: lay them out on a grid.
+            first = torch.cumsum(count, 0) - count  # (n_documents,)
+            slot = torch.arange(len(owner), device=owner.device) - first[owner]  # (n_windows,)
+            grid = pooled.new_full((n_documents, int(count.max()), pooled.shape[1]), float("-inf"))
+            grid = grid.index_put((owner, slot), pooled)  # (n_documents, max_windows, d_model)
+            return grid.amax(dim=1)
+        total = pooled.new_zeros(n_documents, pooled.shape[1]).index_add(0, owner, pooled)
+        return total / count.clamp(min=1).unsqueeze(1).to(total.dtype)  # (n_documents, d_model)
 
 
 class SequenceClassifier(nn.Module):
@@ -157,8 +185,9 @@ class SequenceClassifier(nn.Module):
         self.head = nn.Linear(encoder.config.d_model, n_outputs)
         _init_weights(self.head)
 
-    def forward(self, ids):
-        return self.head(self.dropout(self.encoder.embed(ids)))  # (batch, n_outputs)
+    def forward(self, ids, owner=None, n_documents=None):
+        """Logits ``(n_documents, n_outputs)``; arguments as in :meth:`TextEncoder.embed`."""
+        return self.head(self.dropout(self.encoder.embed(ids, owner, n_documents)))
 
 
 class MaskedLanguageModel(nn.Module):

@@ -240,11 +240,65 @@ def train_tokenizer(documents, *, kind, vocab_size, lowercase, max_length):
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{CLS} $A {SEP}", special_tokens=[(CLS, CLS_ID), (SEP, SEP_ID)]
     )
-    tokenizer.enable_truncation(max_length)
+    # The stride only matters to encode(chunk=True): consecutive windows of a
+    # long document then share a quarter of their tokens.
+    tokenizer.enable_truncation(max_length, stride=(max_length - 2) // 4)
     return tokenizer
 
 
-def encode(tokenizer, documents):
+class EncodedTexts:
+    """Token ids of documents, each held as one or more windows.
+
+    A document shorter than ``max_length`` tokens is one window. With
+    ``chunk=True`` in :func:`encode` a longer one is split into overlapping
+    windows, each starting with ``[CLS]`` and ending with ``[SEP]``.
+
+    Parameters
+    ----------
+    windows : list of numpy.ndarray of int32
+        All windows, those of each document contiguous and in order.
+    offsets : numpy.ndarray of int64, shape (n_documents + 1,)
+        Document ``i`` owns ``windows[offsets[i]:offsets[i + 1]]``.
+    """
+
+    def __init__(self, windows, offsets):
+        self.windows = windows
+        self.offsets = offsets
+        self.lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
+
+    def __len__(self):
+        return len(self.offsets) - 1
+
+    def document_lengths(self):
+        """Total number of tokens of each document, shape (n_documents,)."""
+        return np.add.reduceat(self.lengths, self.offsets[:-1]) if len(self) else np.zeros(0, np.int64)
+
+    def subset(self, rows):
+        """The documents ``rows``, as a new EncodedTexts."""
+        windows = [w for r in rows for w in self.windows[self.offsets[r] : self.offsets[r + 1]]]
+        counts = self.offsets[np.asarray(rows) + 1] - self.offsets[np.asarray(rows)]
+        return EncodedTexts(windows, np.concatenate([[0], np.cumsum(counts)]))
+
+    def as_sequences(self):
+        """Every window as a document of its own (for masked language modelling)."""
+        return EncodedTexts(self.windows, np.arange(len(self.windows) + 1))
+
+    def batch(self, rows):
+        """Padded windows of the documents ``rows`` and the document of each window.
+
+        Returns
+        -------
+        ids : numpy.ndarray of int64, shape (n_windows, max_window_length)
+        owner : numpy.ndarray of int64, shape (n_windows,)
+            Position in ``rows`` of the document each window belongs to.
+        """
+        starts, stops = self.offsets[rows], self.offsets[np.asarray(rows) + 1]
+        windows = [self.windows[j] for start, stop in zip(starts, stops) for j in range(start, stop)]
+        owner = np.repeat(np.arange(len(rows)), stops - starts)
+        return pad(windows), owner
+
+
+def encode(tokenizer, documents, *, chunk=False):
     """Encode documents into token ids with the Rust batch encoder.
 
     Parameters
@@ -252,32 +306,45 @@ def encode(tokenizer, documents):
     tokenizer : tokenizers.Tokenizer
         A tokenizer from :func:`train_tokenizer`.
     documents : list of str
+    chunk : bool, default=False
+        If False, documents are truncated to the tokenizer's ``max_length``.
+        If True, the rest of a long document is kept as further overlapping
+        windows (a quarter of ``max_length`` overlap).
 
     Returns
     -------
-    ids : list of numpy.ndarray of int32
-        One array per document, ``[CLS]`` and ``[SEP]`` included.
+    encoded : EncodedTexts
     """
     encodings = tokenizer.encode_batch_fast(documents, add_special_tokens=True)
-    return [np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings]
+    windows, counts = [], np.ones(len(encodings) + 1, dtype=np.int64)
+    counts[0] = 0
+    for index, encoding in enumerate(encodings):
+        windows.append(np.asarray(encoding.ids, dtype=np.int32))
+        if chunk and encoding.overflowing:
+            windows.extend(np.asarray(o.ids, dtype=np.int32) for o in encoding.overflowing)
+            counts[index + 1] += len(encoding.overflowing)
+    return EncodedTexts(windows, np.cumsum(counts))
 
 
-def length_batches(lengths, batch_size, *, shuffle, generator=None, pool_size=50):
-    """Group sequence indices into batches of similar length.
+def length_batches(lengths, batch_size, *, shuffle, generator=None, token_budget=None, pool_size=50):
+    """Group document indices into batches of similar length.
 
     Parameters
     ----------
     lengths : numpy.ndarray of int
-        Length of each sequence.
+        Number of tokens of each document.
     batch_size : int
-        Number of sequences per batch.
+        Maximum number of documents per batch.
     shuffle : bool
-        If False, sequences are sorted by length and batched in that order,
+        If False, documents are sorted by length and batched in that order,
         which minimises padding at inference. If True, indices are shuffled,
         sorted by length within pools of ``pool_size`` batches, and the
         resulting batches are shuffled: little padding, random batches.
     generator : numpy.random.Generator, default=None
         Source of randomness when ``shuffle`` is True.
+    token_budget : int, default=None
+        Maximum number of tokens per batch (a batch holds at least one
+        document); bounds memory when documents are split into many windows.
     pool_size : int, default=50
         Batches per sorting pool when shuffling.
 
@@ -286,19 +353,35 @@ def length_batches(lengths, batch_size, *, shuffle, generator=None, pool_size=50
     batches : list of numpy.ndarray of int
     """
     lengths = np.asarray(lengths)
-    if not shuffle:
-        order = np.argsort(lengths, kind="stable")
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    order = generator.permutation(len(lengths))
-    pool = batch_size * pool_size
+    if shuffle:
+        order = generator.permutation(len(lengths))
+        pool = batch_size * pool_size
+        pools = [order[i : i + pool] for i in range(0, len(order), pool)]
+    else:
+        pools = [np.arange(len(lengths))]
     batches = []
-    for start in range(0, len(order), pool):
-        chunk = order[start : start + pool]
+    for chunk in pools:
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    return [batches[i] for i in generator.permutation(len(batches))]
+        batches.extend(split_by_tokens(chunk, lengths[chunk], batch_size, token_budget))
+    if shuffle:
+        batches = [batches[i] for i in generator.permutation(len(batches))]
+    return batches
 
 
+def split_by_tokens(sorted_rows, sorted_lengths, batch_size, token_budget):
+    """Cut length-sorted rows into consecutive groups of at most ``batch_size``
+    rows and, when ``token_budget`` is set, at most that many tokens (but at
+    least one row)."""
+    if token_budget is None or sorted_lengths.sum() <= token_budget:
+        return [sorted_rows[i : i + batch_size] for i in range(0, len(sorted_rows), batch_size)]
+    batches, start, used = [], 0, 0
+    for end, length in enumerate(sorted_lengths):
+        if end > start and (end - start == batch_size or used + length > token_budget):
+            batches.append(sorted_rows[start:end])
+            start, used = end, 0
+        used += length
+    batches.append(sorted_rows[start:])
+    return batches
 def pad(sequences):
     """Right-pad integer sequences into a matrix.
 

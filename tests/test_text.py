@@ -6,9 +6,11 @@ import sys
 
 import numpy as np
 import pytest
+from tokenizers import Tokenizer
 
 from skattn._text import (
     CLS_ID,
+    EncodedTexts,
     PAD_ID,
     SEP_ID,
     SPECIAL_TOKENS,
@@ -29,7 +31,7 @@ THAI = ["ภาษาไทยไม่มีช่องว่าง", "ฉั�
 def test_special_tokens_have_fixed_ids(kind):
     tokenizer = train_tokenizer(TOPIC_TEXTS, kind=kind, vocab_size=120, lowercase=True, max_length=16)
     assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
-    ids = encode(tokenizer, ["stocks fell"])[0]
+    ids = encode(tokenizer, ["stocks fell"]).windows[0]
     assert ids[0] == CLS_ID and ids[-1] == SEP_ID
     assert tokenizer.get_vocab_size() <= 120
 
@@ -38,9 +40,29 @@ def test_special_tokens_have_fixed_ids(kind):
 def test_truncation_to_max_length(kind):
     tokenizer = train_tokenizer(TOPIC_TEXTS, kind=kind, vocab_size=120, lowercase=True, max_length=8)
     long_text = " ".join(TOPIC_TEXTS)
-    (ids,) = encode(tokenizer, [long_text])
+    encoded = encode(tokenizer, [long_text])
+    (ids,) = encoded.windows
     assert len(ids) == 8
     assert ids[0] == CLS_ID and ids[-1] == SEP_ID
+    assert encoded.offsets.tolist() == [0, 1]
+
+
+def test_chunking_keeps_every_token_in_overlapping_windows():
+    tokenizer = train_tokenizer(TOPIC_TEXTS, kind="wordpiece", vocab_size=120, lowercase=True, max_length=10)
+    text = " ".join(TOPIC_TEXTS[:6])
+    untruncated = Tokenizer.from_str(tokenizer.to_str())
+    untruncated.no_truncation()
+    every_id = untruncated.encode(text, add_special_tokens=False).ids
+    encoded = encode(tokenizer, [text, "rain"], chunk=True)
+    n_windows = encoded.offsets[1]
+    assert n_windows > 3 and encoded.offsets[2] == n_windows + 1
+    windows = encoded.windows[:n_windows]
+    assert all(len(w) <= 10 and w[0] == CLS_ID and w[-1] == SEP_ID for w in windows)
+    # Consecutive windows overlap by (10 - 2) // 4 = 2 tokens.
+    assert windows[0][-3:-1].tolist() == windows[1][1:3].tolist()
+    covered = windows[0][1:-1].tolist() + [t for w in windows[1:] for t in w[3:-1].tolist()]
+    assert covered == every_id
+    assert encoded.document_lengths().tolist() == [sum(len(w) for w in windows), len(encoded.windows[-1])]
 
 
 def test_han_and_kana_are_split_into_characters():
@@ -105,6 +127,23 @@ def test_length_batches_shuffled_cover_every_index_once():
     assert padded < 1.3 * lengths.sum()
 
 
+def test_length_batches_token_budget():
+    lengths = np.array([5, 100, 3, 50, 7])
+    batches = length_batches(lengths, 4, shuffle=False, token_budget=60)
+    assert [b.tolist() for b in batches] == [[2, 0, 4], [3], [1]]
+
+
+def test_encoded_texts_batch_and_subset():
+    windows = [np.array([2, 9, 3]), np.array([2, 8, 3]), np.array([2, 7, 6, 3]), np.array([2, 3])]
+    encoded = EncodedTexts(windows, np.array([0, 2, 3, 4]))  # document 0 has two windows
+    ids, owner = encoded.batch(np.array([1, 0]))
+    assert ids.tolist() == [[2, 7, 6, 3], [2, 9, 3, PAD_ID], [2, 8, 3, PAD_ID]]
+    assert owner.tolist() == [0, 1, 1]
+    assert encoded.document_lengths().tolist() == [6, 4, 2]
+    assert encoded.subset([2, 0]).offsets.tolist() == [0, 1, 3]
+    assert len(encoded.as_sequences()) == 4
+
+
 def test_pad():
     ids = pad([np.array([2, 7, 3]), np.array([2, 3])])
     assert ids.tolist() == [[2, 7, 3], [2, 3, PAD_ID]]
@@ -112,8 +151,6 @@ def test_pad():
 
 
 def test_tokenizer_json_round_trip():
-    from tokenizers import Tokenizer
-
     tokenizer = train_tokenizer(TEXTS, kind="bpe", vocab_size=200, lowercase=True, max_length=32)
     restored = Tokenizer.from_str(tokenizer.to_str())
     assert restored.encode("a good film").ids == tokenizer.encode("a good film").ids

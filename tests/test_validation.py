@@ -28,10 +28,10 @@ def no_training(monkeypatch):
     Errors from validation must come before either, so a test expecting
     ValueError or TypeError errors out if validation happens too late.
     """
-    def train(self, module, ids, *args, **kwargs):
-        raise TrainingStarted(ids)
+    def train(self, module, data, *args, **kwargs):
+        raise TrainingStarted(data.encoded.windows)
 
-    monkeypatch.setattr(skattn._base._AttentionBase, "_train", train)
+    monkeypatch.setattr(skattn._base._AttentionBase, "_run", train)
 
 
 @pytest.fixture
@@ -314,7 +314,7 @@ def test_failed_fit_keeps_previous_model(monkeypatch):
     def diverge(self, *args, **kwargs):
         raise FloatingPointError("the training loss became nan")
 
-    monkeypatch.setattr(skattn._base._AttentionBase, "_train", diverge)
+    monkeypatch.setattr(skattn._base._AttentionBase, "_run", diverge)
     with pytest.raises(FloatingPointError):
         clf.fit(TOPIC_TEXTS[:6], ["x", "y", "z", "x", "y", "z"])
     assert clf.model_ is model

@@ -1,0 +1,353 @@
+"""Training control: early stopping, curves, warm starts, partial_fit, weights,
+multilabel, long documents, progress, interrupts, non-finite losses, checkpoints."""
+
+import io
+import os
+import signal
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import f1_score
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+
+import skattn._base
+import skattn._classifier
+from skattn import AttentionClassifier, AttentionEncoder
+from skattn._training import CHECKPOINT_FILE
+
+from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
+
+QUIET = dict(TINY, n_iter_no_change=100)
+
+
+def _fit(**params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return AttentionClassifier(**{**QUIET, **params}).fit(TOPIC_TEXTS, TOPIC_LABELS)
+
+
+# -- early stopping and fitted attributes ---------------------------------------------
+
+
+def test_training_attributes():
+    clf = _fit(max_epochs=3)
+    assert clf.n_iter_ == 3 == len(clf.loss_curve_)
+    assert clf.validation_scores_ is None and clf.best_score_ is None
+    assert clf.best_loss_ == min(clf.loss_curve_)
+    tokens_per_epoch = sum(len(clf.tokenizer_.encode(text).ids) for text in TOPIC_TEXTS)
+    assert clf.n_tokens_seen_ == 3 * tokens_per_epoch
+    assert len(clf.vocabulary_) == clf.config_.vocab_size == clf.tokenizer_.get_vocab_size()
+    assert clf.vocabulary_["[PAD]"] == 0
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch():
+    clf = _fit(max_epochs=40, early_stopping=True, validation_fraction=1 / 3, n_iter_no_change=3, learning_rate=1e-2)
+    assert clf.n_iter_ < 40
+    assert len(clf.validation_scores_) == clf.n_iter_ == len(clf.loss_curve_)
+    assert clf.best_score_ == max(clf.validation_scores_)
+    # The best epoch came n_iter_no_change epochs (or fewer, on ties) before the end.
+    assert clf.validation_scores_.index(clf.best_score_) >= clf.n_iter_ - 1 - 3
+
+
+def test_best_weights_are_restored(monkeypatch):
+    # Script the validation scores: epoch 2 is best, so its weights must be
+    # the final ones even though training went on for two more epochs.
+    scores = iter([0.5, 0.9, 0.7, 0.6])
+    snapshots = []
+
+    def scripted(self, multilabel=False):
+        def score(module, validation):
+            snapshots.append({k: v.clone() for k, v in module.state_dict().items()})
+            return next(scores)
+
+        return score
+
+    monkeypatch.setattr(skattn._base._AttentionBase, "_score_fn", scripted)
+    clf = _fit(max_epochs=4, early_stopping=True, validation_fraction=1 / 3, n_iter_no_change=2)
+    assert clf.n_iter_ == 4 and clf.best_score_ == 0.9
+    final = clf.model_.state_dict()
+    assert all(np.array_equal(final[k].numpy(), snapshots[1][k].numpy()) for k in final)
+    assert not all(np.array_equal(final[k].numpy(), snapshots[3][k].numpy()) for k in final)
+
+
+def test_validation_split_is_stratified(monkeypatch):
+    seen = {}
+    original = skattn._base._AttentionBase._split
+
+    def spy(self, data, rng, stratify=None):
+        train, validation = original(self, data, rng, stratify)
+        seen["classes"] = sorted(np.unique(validation.targets).tolist())
+        return train, validation
+
+    monkeypatch.setattr(skattn._base._AttentionBase, "_split", spy)
+    _fit(max_epochs=1, early_stopping=True, validation_fraction=1 / 3)
+    assert seen["classes"] == [0, 1, 2]
+
+
+def test_encoder_early_stopping_on_masked_language_model_loss():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        encoder = AttentionEncoder(**dict(QUIET, max_epochs=3, early_stopping=True, validation_fraction=0.25)).fit(TOPIC_TEXTS)
+    assert len(encoder.validation_scores_) == 3
+    assert all(score < 0 for score in encoder.validation_scores_)  # minus a cross-entropy
+
+
+def test_convergence_warning_when_still_learning():
+    with pytest.warns(ConvergenceWarning, match="max_epochs was reached"):
+        AttentionClassifier(**dict(TINY, max_epochs=3, learning_rate=1e-2)).fit(TOPIC_TEXTS, TOPIC_LABELS)
+
+
+def test_no_convergence_warning_when_stopped_by_the_rule():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = AttentionClassifier(**dict(TINY, max_epochs=20, tol=10.0, n_iter_no_change=2)).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    # With a huge tol no epoch after the first counts as an improvement.
+    assert clf.n_iter_ == 3
+
+
+# -- warm start and partial_fit ------------------------------------------------------------
+
+
+def test_warm_start_continues_training():
+    clf = _fit(max_epochs=2, warm_start=True)
+    vocabulary, first_curve = clf.vocabulary_, list(clf.loss_curve_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert clf.n_iter_ == 4 and clf.loss_curve_[:2] == first_curve
+    assert clf.vocabulary_ == vocabulary
+    cold = _fit(max_epochs=2)
+    assert not np.allclose(clf.predict_proba(TOPIC_TEXTS), cold.predict_proba(TOPIC_TEXTS))
+    with pytest.raises(ValueError, match="warm_start=True needs the classes"):
+        clf.fit(TOPIC_TEXTS, [label % 2 for label in TOPIC_LABELS])
+
+
+def test_partial_fit_over_a_stream_of_chunks():
+    clf = AttentionClassifier(**dict(TINY, learning_rate=1e-2))
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(TOPIC_TEXTS[:6], TOPIC_LABELS[:6])
+    clf.partial_fit(TOPIC_TEXTS[:6], TOPIC_LABELS[:6], classes=[0, 1, 2])
+    tokenizer_json = clf.tokenizer_.to_str()
+    for epoch in range(15):
+        for start in range(0, len(TOPIC_TEXTS), 6):
+            clf.partial_fit(TOPIC_TEXTS[start : start + 6], TOPIC_LABELS[start : start + 6])
+    assert clf.tokenizer_.to_str() == tokenizer_json  # trained on the first chunk only
+    assert clf.n_iter_ == 1 + 15 * 3
+    assert clf.score(TOPIC_TEXTS, TOPIC_LABELS) > 0.8
+    with pytest.raises(ValueError, match=r"labels \[7\] that are not in classes"):
+        clf.partial_fit(TOPIC_TEXTS[:2], [0, 7])
+    with pytest.raises(ValueError, match="differs from the classes"):
+        clf.partial_fit(TOPIC_TEXTS[:2], [0, 1], classes=[0, 1])
+
+
+# -- sample weights ------------------------------------------------------------------------
+
+
+def test_sample_weight_weighs_the_loss():
+    weights = np.array([5.0 if label == 2 else 1.0 for label in TOPIC_LABELS])
+    unweighted = _fit(max_epochs=2).predict_proba(TOPIC_TEXTS)[:, 2].mean()
+    clf = AttentionClassifier(**dict(QUIET, max_epochs=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = clf.fit(TOPIC_TEXTS, TOPIC_LABELS, sample_weight=weights).predict_proba(TOPIC_TEXTS)[:, 2].mean()
+    assert weighted > unweighted
+    ones = AttentionClassifier(**dict(QUIET, max_epochs=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ones.fit(TOPIC_TEXTS, TOPIC_LABELS, sample_weight=np.ones(len(TOPIC_TEXTS)))
+    np.testing.assert_allclose(ones.predict_proba(TOPIC_TEXTS), _fit(max_epochs=2).predict_proba(TOPIC_TEXTS), atol=1e-5)
+    with pytest.raises(ValueError, match="non-negative"):
+        AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS, sample_weight=-np.ones(len(TOPIC_TEXTS)))
+
+
+def test_sample_weight_routes_through_pipeline_and_grid_search():
+    weights = np.linspace(0.5, 2.0, len(TOPIC_TEXTS))
+    with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        direct = AttentionClassifier(**QUIET).fit(TOPIC_TEXTS, TOPIC_LABELS, sample_weight=weights)
+        pipe = Pipeline([("clf", AttentionClassifier(**QUIET).set_fit_request(sample_weight=True))])
+        pipe.fit(TOPIC_TEXTS, TOPIC_LABELS, sample_weight=weights)
+        np.testing.assert_array_equal(pipe.predict_proba(TOPIC_TEXTS), direct.predict_proba(TOPIC_TEXTS))
+
+        search = GridSearchCV(
+            AttentionClassifier(**QUIET).set_fit_request(sample_weight=True).set_score_request(sample_weight=False),
+            {"learning_rate": [1e-3, 1e-2]},
+            cv=2,
+        )
+        search.fit(TOPIC_TEXTS, TOPIC_LABELS, sample_weight=weights)
+        refit = AttentionClassifier(**dict(QUIET, **search.best_params_)).fit(TOPIC_TEXTS, TOPIC_LABELS, sample_weight=weights)
+        np.testing.assert_array_equal(search.predict_proba(TOPIC_TEXTS), refit.predict_proba(TOPIC_TEXTS))
+
+
+# -- multilabel ---------------------------------------------------------------------------
+
+
+def _multilabel_corpus():
+    # Label 0: about money; label 1: about sport; label 2: mentions "the".
+    y = np.zeros((len(TOPIC_TEXTS), 3), dtype=int)
+    y[:, 0] = [label == 0 for label in TOPIC_LABELS]
+    y[:, 1] = [label == 1 for label in TOPIC_LABELS]
+    y[:, 2] = ["the" in text.split() for text in TOPIC_TEXTS]
+    return y
+
+
+def test_multilabel_indicator_targets():
+    y = _multilabel_corpus()
+    clf = AttentionClassifier(**dict(QUIET, max_epochs=30, learning_rate=1e-2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(TOPIC_TEXTS, y)
+    assert clf.classes_.tolist() == [0, 1, 2]
+    predicted = clf.predict(TOPIC_TEXTS)
+    assert predicted.shape == y.shape and set(np.unique(predicted)) <= {0, 1}
+    proba = clf.predict_proba(TOPIC_TEXTS)
+    assert proba.shape == y.shape and np.all((proba >= 0) & (proba <= 1))
+    assert not np.allclose(proba.sum(axis=1), 1.0)  # independent sigmoids
+    np.testing.assert_array_equal(predicted, (proba > 0.5).astype(int))
+    assert f1_score(y, predicted, average="micro") > 0.9
+    assert clf.decision_function(TOPIC_TEXTS).shape == y.shape
+    with pytest.raises(ValueError, match="class_weight is not supported with multilabel"):
+        AttentionClassifier(**TINY, class_weight="balanced").fit(TOPIC_TEXTS, y)
+
+
+# -- long documents -----------------------------------------------------------------------
+
+
+def _long_documents(rng, n, max_length):
+    """Documents ten times longer than max_length whose label is decided by their last words."""
+    filler = "the market report was published today and many readers looked at it".split()
+    texts, labels = [], []
+    for _ in range(n):
+        label = int(rng.integers(2))
+        words = list(rng.choice(filler, size=10 * max_length))
+        words += [["apples", "oranges"][label]] * (max_length // 2)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+def test_chunking_reads_the_whole_document():
+    rng = np.random.default_rng(0)
+    X, y = _long_documents(rng, 60, max_length=16)
+    X_test, y_test = _long_documents(rng, 40, max_length=16)
+    params = dict(QUIET, max_length=16, max_epochs=20, learning_rate=1e-2, pooling="max")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        chunked = AttentionClassifier(**params, long_text="chunk").fit(X, y)
+        truncated = AttentionClassifier(**params).fit(X, y)
+    assert chunked.score(X_test, y_test) > 0.9
+    assert truncated.score(X_test, y_test) < 0.8  # the deciding word is cut off
+    encoder = AttentionEncoder(**dict(TINY, max_length=16, long_text="chunk"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        embedded = encoder.fit(X).transform(X_test)
+    assert embedded.shape == (40, TINY["d_model"])
+
+
+# -- progress ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verbose, lines", [(0, 0), (1, 2), (2, 2)])
+def test_progress_lines_when_stderr_is_not_a_terminal(capsys, verbose, lines):
+    _fit(max_epochs=2, verbose=verbose)
+    err = capsys.readouterr().err
+    assert err.count("epoch ") == lines
+    if lines:
+        assert "loss" in err and "tokens/s" in err
+
+
+def test_progress_bar_on_a_terminal(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    _fit(max_epochs=2, verbose=1)
+    output = terminal.getvalue()
+    assert "AttentionClassifier 2/2" in output and "tokens_per_s" in output and "loss=" in output
+
+
+# -- interrupts and non-finite losses ----------------------------------------------------
+
+
+def _wrap_loss(monkeypatch, after_calls, action):
+    """Make the classification loss run ``action(loss)`` on its ``after_calls``-th call."""
+    original = skattn._classifier.classification_loss
+    calls = {"n": 0}
+
+    def patched(*args, **kwargs):
+        loss_fn = original(*args, **kwargs)
+
+        def wrapped(module, batch, rng):
+            calls["n"] += 1
+            loss = loss_fn(module, batch, rng)
+            return action(loss) if calls["n"] == after_calls else loss
+
+        return wrapped
+
+    monkeypatch.setattr(skattn._classifier, "classification_loss", patched)
+
+
+def _ctrl_c(loss):
+    os.kill(os.getpid(), signal.SIGINT)
+    return loss
+
+
+def test_ctrl_c_stops_after_the_batch_and_keeps_a_usable_model(monkeypatch):
+    # TOPIC_TEXTS is 18 documents, batch_size 8: 3 batches per epoch.
+    _wrap_loss(monkeypatch, after_calls=5, action=_ctrl_c)
+    clf = AttentionClassifier(**dict(QUIET, max_epochs=10))
+    with pytest.warns(RuntimeWarning, match="interrupted by the user"):
+        clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert clf.n_iter_ == 1  # one full epoch; the second was cut short
+    proba = clf.predict_proba(TOPIC_TEXTS)
+    assert np.all(np.isfinite(proba))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_model(monkeypatch):
+    clf = _fit(max_epochs=2, warm_start=True)
+    before = clf.predict_proba(TOPIC_TEXTS)
+    _wrap_loss(monkeypatch, after_calls=4, action=lambda loss: loss * float("nan"))
+    with pytest.raises(FloatingPointError, match=r"became nan at epoch 2, batch 1"):
+        clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    np.testing.assert_array_equal(clf.predict_proba(TOPIC_TEXTS), before)
+    assert clf.n_iter_ == 2
+    _wrap_loss(monkeypatch, after_calls=2, action=lambda loss: loss * float("inf"))
+    unfitted = AttentionClassifier(**TINY)
+    with pytest.raises(FloatingPointError, match="epoch 1, batch 2"):
+        unfitted.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert not hasattr(unfitted, "model_")
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+
+def test_resume_from_checkpoint_matches_an_uninterrupted_fit(monkeypatch, tmp_path):
+    params = dict(QUIET, max_epochs=4, checkpoint_dir=str(tmp_path))
+    uninterrupted = _fit(**dict(QUIET, max_epochs=4)).predict_proba(TOPIC_TEXTS)
+
+    with monkeypatch.context() as patch:
+        _wrap_loss(patch, after_calls=8, action=_ctrl_c)  # during epoch 3
+        with pytest.warns(RuntimeWarning, match="interrupted"):
+            AttentionClassifier(**params).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert (tmp_path / CHECKPOINT_FILE).exists()
+
+    resumed = _fit(**params, resume=True)
+    assert resumed.n_iter_ == 4
+    np.testing.assert_array_equal(resumed.predict_proba(TOPIC_TEXTS), uninterrupted)
+    # A finished checkpoint gives the final model without training again.
+    again = _fit(**params, resume=True)
+    np.testing.assert_array_equal(again.predict_proba(TOPIC_TEXTS), uninterrupted)
+
+
+def test_resume_refuses_a_checkpoint_of_another_fit(tmp_path):
+    _fit(max_epochs=1, checkpoint_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="written by a fit on other data or with other parameters"):
+        _fit(max_epochs=1, checkpoint_dir=str(tmp_path), resume=True, learning_rate=0.5)
