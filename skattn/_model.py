@@ -55,7 +55,13 @@ class SelfAttention(nn.Module):
         k = k.view(batch, seq, self.n_heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
         v = v.view(batch, seq, self.n_heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
         # No dropout on attention weights: it would force the unfused kernel.
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)  # (batch, heads, seq, head_dim)
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+            # PyTorch's CPU attention kernel is slower in bfloat16 than in
+            # float32 (its backward above all): run it in float32 there.
+            with torch.autocast("cpu", enabled=False):
+                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attend)  # (batch, heads, seq, head_dim)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)  # (batch, heads, seq, head_dim)
         y = y.transpose(1, 2).reshape(batch, seq, d_model)  # (batch, seq, d_model)
         return self.dropout(self.out(y))
 

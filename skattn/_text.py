@@ -259,11 +259,14 @@ class EncodedTexts:
         All windows, those of each document contiguous and in order.
     offsets : numpy.ndarray of int64, shape (n_documents + 1,)
         Document ``i`` owns ``windows[offsets[i]:offsets[i + 1]]``.
+    max_width : int, default=None
+        Longest allowed padded batch width, see :func:`pad`.
     """
 
-    def __init__(self, windows, offsets):
+    def __init__(self, windows, offsets, max_width=None):
         self.windows = windows
         self.offsets = offsets
+        self.max_width = max_width
         self.lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
 
     def __len__(self):
@@ -277,11 +280,11 @@ class EncodedTexts:
         """The documents ``rows``, as a new EncodedTexts."""
         windows = [w for r in rows for w in self.windows[self.offsets[r] : self.offsets[r + 1]]]
         counts = self.offsets[np.asarray(rows) + 1] - self.offsets[np.asarray(rows)]
-        return EncodedTexts(windows, np.concatenate([[0], np.cumsum(counts)]))
+        return EncodedTexts(windows, np.concatenate([[0], np.cumsum(counts)]), self.max_width)
 
     def as_sequences(self):
         """Every window as a document of its own (for masked language modelling)."""
-        return EncodedTexts(self.windows, np.arange(len(self.windows) + 1))
+        return EncodedTexts(self.windows, np.arange(len(self.windows) + 1), self.max_width)
 
     def batch(self, rows):
         """Padded windows of the documents ``rows`` and the document of each window.
@@ -295,7 +298,7 @@ class EncodedTexts:
         starts, stops = self.offsets[rows], self.offsets[np.asarray(rows) + 1]
         windows = [self.windows[j] for start, stop in zip(starts, stops) for j in range(start, stop)]
         owner = np.repeat(np.arange(len(rows)), stops - starts)
-        return pad(windows), owner
+        return pad(windows, self.max_width), owner
 
 
 def encode(tokenizer, documents, *, chunk=False):
@@ -323,7 +326,7 @@ def encode(tokenizer, documents, *, chunk=False):
         if chunk and encoding.overflowing:
             windows.extend(np.asarray(o.ids, dtype=np.int32) for o in encoding.overflowing)
             counts[index + 1] += len(encoding.overflowing)
-    return EncodedTexts(windows, np.cumsum(counts))
+    return EncodedTexts(windows, np.cumsum(counts), tokenizer.truncation["max_length"])
 
 
 def length_batches(lengths, batch_size, *, shuffle, generator=None, token_budget=None, pool_size=50):
@@ -382,19 +385,32 @@ def split_by_tokens(sorted_rows, sorted_lengths, batch_size, token_budget):
         used += length
     batches.append(sorted_rows[start:])
     return batches
-def pad(sequences):
+# Padded widths are rounded up to a multiple of this: on CPU, oneDNN compiles
+# and caches kernels per matrix shape, so a few distinct widths keep memory
+# flat and run faster than one width per batch (see benchmarks/README.md).
+PAD_MULTIPLE = 16
+
+
+def pad(sequences, max_width=None):
     """Right-pad integer sequences into a matrix.
 
     Parameters
     ----------
     sequences : list of numpy.ndarray of int
+    max_width : int, default=None
+        Widest allowed matrix (the number of learned positions); the width is
+        the longest sequence rounded up to a multiple of ``PAD_MULTIPLE``,
+        but not beyond ``max_width``.
 
     Returns
     -------
-    ids : numpy.ndarray of int64, shape (n_sequences, max_len)
+    ids : numpy.ndarray of int64, shape (n_sequences, width)
         Token ids, ``PAD_ID`` after each sequence's end.
     """
-    width = max(len(s) for s in sequences)
+    longest = max(len(s) for s in sequences)
+    width = -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
+    if max_width is not None:
+        width = max(longest, min(width, max_width))
     ids = np.full((len(sequences), width), PAD_ID, dtype=np.int64)
     for row, sequence in enumerate(sequences):
         ids[row, : len(sequence)] = sequence

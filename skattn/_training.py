@@ -445,7 +445,8 @@ def _adamw(module, learning_rate, weight_decay, device):
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=learning_rate, fused=device.type == "cuda" or None)
+    # The fused kernel (one op for all tensors) exists for CPU and CUDA.
+    return torch.optim.AdamW(groups, lr=learning_rate, fused=device.type in ("cpu", "cuda") or None)
 
 
 def _schedule(optimizer, total_steps, warmup_fraction, constant):

@@ -135,7 +135,7 @@ def test_length_batches_token_budget():
 
 def test_encoded_texts_batch_and_subset():
     windows = [np.array([2, 9, 3]), np.array([2, 8, 3]), np.array([2, 7, 6, 3]), np.array([2, 3])]
-    encoded = EncodedTexts(windows, np.array([0, 2, 3, 4]))  # document 0 has two windows
+    encoded = EncodedTexts(windows, np.array([0, 2, 3, 4]), max_width=4)  # document 0 has two windows
     ids, owner = encoded.batch(np.array([1, 0]))
     assert ids.tolist() == [[2, 7, 6, 3], [2, 9, 3, PAD_ID], [2, 8, 3, PAD_ID]]
     assert owner.tolist() == [0, 1, 1]
@@ -145,9 +145,13 @@ def test_encoded_texts_batch_and_subset():
 
 
 def test_pad():
-    ids = pad([np.array([2, 7, 3]), np.array([2, 3])])
+    ids = pad([np.array([2, 7, 3]), np.array([2, 3])], max_width=3)
     assert ids.tolist() == [[2, 7, 3], [2, 3, PAD_ID]]
     assert ids.dtype == np.int64
+    # Widths are rounded up to a multiple of 16, within max_width.
+    assert pad([np.arange(17)], max_width=100).shape == (1, 32)
+    assert pad([np.arange(17)], max_width=20).shape == (1, 20)
+    assert pad([np.arange(3)]).shape == (1, 16)
 
 
 def test_tokenizer_json_round_trip():

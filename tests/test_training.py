@@ -133,7 +133,7 @@ def test_partial_fit_over_a_stream_of_chunks():
         clf.partial_fit(TOPIC_TEXTS[:6], TOPIC_LABELS[:6])
     clf.partial_fit(TOPIC_TEXTS[:6], TOPIC_LABELS[:6], classes=[0, 1, 2])
     tokenizer_json = clf.tokenizer_.to_str()
-    for epoch in range(15):
+    for _ in range(15):
         for start in range(0, len(TOPIC_TEXTS), 6):
             clf.partial_fit(TOPIC_TEXTS[start : start + 6], TOPIC_LABELS[start : start + 6])
     assert clf.tokenizer_.to_str() == tokenizer_json  # trained on the first chunk only
