@@ -162,8 +162,11 @@ def git_commit():
 
 
 def params_json(params):
-    """Parameters as one line of JSON, verbosity left out (it does not change the model)."""
-    return json.dumps({k: v for k, v in params.items() if k != "verbose"}, sort_keys=True)
+    """Parameters as one line of JSON, without verbosity (it does not change the model) or a null encoder."""
+    shown = {k: v for k, v in params.items() if k != "verbose" and not (k == "encoder" and v is None)}
+    if isinstance(shown.get("encoder"), dict):
+        shown["encoder"] = {k: v for k, v in shown["encoder"].items() if k != "verbose"}
+    return json.dumps(shown, sort_keys=True)
 
 
 def csv_record(name, params, result, args, split, stamp, commit):

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -68,8 +69,8 @@ ROWS = (
     ),
     Row(
         "fasttext", "fastText (bigrams)",
-        "fasttext.train_supervised(wordNgrams=2, epoch=25, lr=1.0) on lowercased texts with "
-        "punctuation split off",
+        "fasttext.train_supervised(wordNgrams=2, epoch=25, lr=1.0) on the training documents in a "
+        "seeded random order, lowercased, punctuation split off",
     ),
 )
 ROW_KEYS = tuple(row.key for row in ROWS)
@@ -214,16 +215,16 @@ def skattn_params(args, max_epochs=None):
     return params
 
 
-def skattn_device_note():
-    """Device and autocast precision that skattn's ``"auto"`` settings pick here."""
+def skattn_device_note(estimator):
+    """Device and autocast precision that a skattn estimator's settings pick here, e.g. "cpu fp32"."""
     import torch
 
     from skattn._base import resolve_device
     from skattn._training import resolve_precision
 
-    device = resolve_device("auto")
-    dtype = resolve_precision("auto", device)
-    return f"{device.type}, {'bf16' if dtype == torch.bfloat16 else 'fp32'}"
+    device = resolve_device(estimator.device)
+    dtype = resolve_precision(estimator.precision, device)
+    return f"{device.type} {'bf16' if dtype == torch.bfloat16 else 'fp32'}"
 
 
 def fit_skattn(classifier, split, threads):
@@ -243,14 +244,15 @@ def fit_skattn(classifier, split, threads):
     for w in caught:  # pass on anything else
         if not issubclass(w.category, ConvergenceWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    notes = f"{classifier.n_iter_} epochs"
+    device = skattn_device_note(classifier)
+    notes = f"{device}, {classifier.n_iter_} epoch" + ("" if classifier.n_iter_ == 1 else "s")
     if not_converged:
         notes += "; not converged: " + ", ".join(not_converged)
     details = {
         "n_iter": classifier.n_iter_,
         "loss_curve": [float(loss) for loss in classifier.loss_curve_],
         "not_converged": not_converged,
-        "device": skattn_device_note(),
+        "device": device,
         "torch_threads": torch.get_num_threads(),
     }
     return predictions, fit_s, predict_s, notes, details
@@ -307,8 +309,6 @@ def fasttext_line(text):
     fastText splits on whitespace only, so without this "oil." and "oil" would be
     different words.
     """
-    import re
-
     return " ".join(re.findall(r"\w+|[^\w\s]", text.lower()))
 
 
@@ -323,11 +323,15 @@ def run_fasttext(split, args):
     threads = args.threads or len(os.sched_getaffinity(0))
 
     def fit():
+        # fastText reads its file in order and does not shuffle; the 20ng files are
+        # sorted by class, which plain SGD in file order cannot learn from.
+        order = np.random.default_rng(args.seed).permutation(len(split.train_texts))
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "train.txt"
             with open(path, "w", encoding="utf-8") as lines:
-                for text, target in zip(split.train_texts, targets):
-                    lines.write(f"__label__{target} {fasttext_line(text)}\n")
+                lines.writelines(
+                    f"__label__{targets[i]} {fasttext_line(split.train_texts[i])}\n" for i in order
+                )
             return fasttext.train_supervised(
                 input=str(path), **FASTTEXT_PARAMS, thread=threads, seed=args.seed,
                 verbose=2 if args.verbose else 0,
@@ -425,7 +429,7 @@ def spawn(command, threads=None):
     The child's stderr passes through. A child that dies, or prints no
     result, gives ``{"status": "failed", ...}``.
     """
-    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=child_env(threads))
+    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=child_env(threads), check=False)
     for line in completed.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
             return json.loads(line[len(RESULT_PREFIX):])
@@ -485,13 +489,12 @@ def package_version(*names):
 def hardware_lines(args):
     """CPU, cores, load and library versions, printed above the tables."""
     threads = args.threads if args.threads else "library defaults"
-    return [
-        f"CPU: {cpu_model()}; {os.cpu_count()} logical cores, {len(os.sched_getaffinity(0))} usable; "
-        f"load average at start {os.getloadavg()[0]:.1f}; threads per row: {threads}",
-        f"torch {package_version('torch')}, skattn {package_version('skattn')}, "
-        f"scikit-learn {package_version('scikit-learn')}, fastText {package_version('fasttext', 'fasttext-wheel')}, "
-        f"Python {platform.python_version()}",
-    ]
+    cpu = (f"CPU: {cpu_model()}; {os.cpu_count()} logical cores, {len(os.sched_getaffinity(0))} usable; "
+           f"load average at start {os.getloadavg()[0]:.1f}; threads per row: {threads}")
+    libraries = (f"torch {package_version('torch')}, skattn {package_version('skattn')}, "
+                 f"scikit-learn {package_version('scikit-learn')}, "
+                 f"fastText {package_version('fasttext', 'fasttext-wheel')}, Python {platform.python_version()}")
+    return [cpu, libraries]
 
 
 # -- tables -----------------------------------------------------------------------------
