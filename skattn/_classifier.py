@@ -286,6 +286,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         self._record(history, warm=warm)
         if partial:
             self._optimizer_state = optimizer_state
+        else:
+            # A later partial_fit starts a fresh optimizer on this new model.
+            self.__dict__.pop("_optimizer_state", None)
         return self
 
     def decision_function(self, X):
