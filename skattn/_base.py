@@ -19,9 +19,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from tokenizers import Tokenizer
 
-from ._model import POOLINGS, EncoderConfig, TextEncoder
+from ._model import POOLINGS, EncoderConfig, TextEncoder, inference_replica
 from ._text import PAD_ID, SPECIAL_TOKENS, check_documents, encode, train_tokenizer
-from ._training import TrainingData, checkpoint_key, infer, train
+from ._training import TrainingData, checkpoint_key, infer, resolve_precision, train
 
 # Documents encoded at a time during inference: bounds memory to one chunk of
 # token ids plus the output array, whatever the number of documents.
@@ -198,16 +198,18 @@ class _AttentionBase(BaseEstimator):
         self.model_.to(device)
         return device
 
-    def _forward_all(self, X, forward, n_outputs):
-        """Run ``forward`` over documents, streaming them in chunks.
+    def _forward_all(self, X, n_outputs, method=None):
+        """Run the fitted model over documents, streaming them in chunks.
 
         Parameters
         ----------
         X : iterable of str
             Documents, validated here.
-        forward : callable
-            ``forward(ids, owner, n_documents) -> (n_documents, n_outputs)``.
         n_outputs : int
+        method : str, default=None
+            Name of the model's method to call (``"embed"``); None calls the
+            model itself. Either maps ``(ids, owner, n_documents)`` to
+            ``(n_documents, n_outputs)``.
 
         Returns
         -------
@@ -216,7 +218,9 @@ class _AttentionBase(BaseEstimator):
         """
         documents = check_documents(X)
         device = self._inference_device()
-        self.model_.eval()
+        dtype = resolve_precision(self.precision, device)
+        model = self.model_.eval() if dtype is None else self._replica(dtype)
+        forward = model if method is None else getattr(model, method)
         outputs = np.empty((len(documents), n_outputs), dtype=np.float32)
         for start in range(0, len(documents), _INFERENCE_CHUNK):
             encoded = self._encode(self.tokenizer_, documents[start : start + _INFERENCE_CHUNK])
@@ -227,9 +231,21 @@ class _AttentionBase(BaseEstimator):
                 batch_size=self.batch_size,
                 token_budget=self.batch_size * self.config_.max_length,
                 device=device,
-                precision=self.precision,
+                autocast_dtype=None,
             )
         return outputs
+
+    def _replica(self, dtype):
+        """The fitted model with its blocks cast to ``dtype``, made once per fit.
+
+        The cache is keyed on the ``model_`` object, which every fit replaces.
+        """
+        cached = self.__dict__.get("_inference_cache")
+        device = next(self.model_.parameters()).device
+        if cached is None or cached[0] is not self.model_ or cached[1] != (dtype, device):
+            cached = (self.model_, (dtype, device), inference_replica(self.model_, dtype))
+            self._inference_cache = cached
+        return cached[2]
 
     def _score_fn(self, multilabel=False):
         """Validation scorer for classification: accuracy (subset accuracy if multilabel)."""
@@ -243,7 +259,7 @@ class _AttentionBase(BaseEstimator):
                 batch_size=self.batch_size,
                 token_budget=self.batch_size * self.max_length,
                 device=next(module.parameters()).device,
-                precision=self.precision,
+                autocast_dtype=resolve_precision(self.precision, next(module.parameters()).device),
             )
             if multilabel:
                 return float(np.mean(np.all((logits > 0) == (validation.targets > 0.5), axis=1)))
@@ -258,6 +274,7 @@ class _AttentionBase(BaseEstimator):
         # An optimizer kept for partial_fit is not shipped; a reloaded model
         # continues partial_fit with a fresh one.
         state.pop("_optimizer_state", None)
+        state.pop("_inference_cache", None)
         if "model_" in state:
             # CPU tensors and the tokenizer's JSON: loading needs neither CUDA
             # nor torch.load, and the live module is rebuilt in __setstate__.

@@ -368,7 +368,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         return self.classes_[logits.argmax(axis=1)]
 
     def _logits(self, X):
-        return self._forward_all(X, self.model_, len(self.classes_))
+        return self._forward_all(X, len(self.classes_))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -209,7 +209,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
             One pooled vector per document.
         """
         check_is_fitted(self)
-        return self._forward_all(X, self.model_.embed, self.config_.d_model)
+        return self._forward_all(X, self.config_.d_model, method="embed")
 
     def _masked_language_model_score(self, loss_fn):
         """Validation scorer: minus the masked-language-model loss, with fixed masks."""

@@ -4,6 +4,7 @@ This module imports neither scikit-learn nor tokenizers. Padding positions are
 the ones whose token id equals ``pad_id``.
 """
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -55,9 +56,9 @@ class SelfAttention(nn.Module):
         k = k.view(batch, seq, self.n_heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
         v = v.view(batch, seq, self.n_heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
         # No dropout on attention weights: it would force the unfused kernel.
-        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            # PyTorch's CPU attention kernel is slower in bfloat16 than in
-            # float32 (its backward above all): run it in float32 there.
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled():
+            # PyTorch's CPU attention backward is slower in bfloat16 than in
+            # float32: train it in float32 (inference stays in bfloat16).
             with torch.autocast("cpu", enabled=False):
                 y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attend)  # (batch, heads, seq, head_dim)
         else:
@@ -76,7 +77,7 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        return self.dropout(self.down(F.gelu(self.up(x), approximate="tanh")))
+        return self.dropout(self.down(F.gelu(self.up(x))))
 
 
 class Block(nn.Module):
@@ -145,7 +146,8 @@ class TextEncoder(nn.Module):
         attend = keep[:, None, None, :]  # (batch, 1, 1, seq) broadcast over heads and queries
         for block in self.blocks:
             x = block(x, attend)  # (batch, seq, d_model)
-        return self.norm(x), keep
+        # The final norm may be kept in float32 in a bfloat16 replica.
+        return self.norm(x.to(self.norm.weight.dtype)), keep
 
     def embed(self, ids, owner=None, n_documents=None):
         """Return one pooled vector per document.
@@ -193,7 +195,8 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, ids, owner=None, n_documents=None):
         """Logits ``(n_documents, n_outputs)``; arguments as in :meth:`TextEncoder.embed`."""
-        return self.head(self.dropout(self.encoder.embed(ids, owner, n_documents)))
+        pooled = self.encoder.embed(ids, owner, n_documents)  # (n_documents, d_model)
+        return self.head(self.dropout(pooled.to(self.head.weight.dtype)))
 
 
 class MaskedLanguageModel(nn.Module):
@@ -224,8 +227,24 @@ class MaskedLanguageModel(nn.Module):
         """
         hidden, _ = self.encoder(ids)
         selected = hidden[positions]  # (n_selected, d_model)
-        selected = self.norm(F.gelu(self.transform(selected), approximate="tanh"))
+        selected = self.norm(F.gelu(self.transform(selected)))
         return F.linear(selected, self.encoder.token_embedding.weight, self.bias)
+
+
+def inference_replica(module, dtype):
+    """A copy of ``module`` for inference with its blocks stored in ``dtype``.
+
+    Casting weights once is faster than autocasting them at every call. The
+    embeddings feeding the blocks follow; the final LayerNorm, the pooling
+    and a classification head stay in float32, so outputs keep float32
+    precision.
+    """
+    replica = copy.deepcopy(module).to(dtype).eval()
+    encoder = replica.encoder if hasattr(replica, "encoder") else replica
+    encoder.norm.float()
+    if hasattr(replica, "head"):
+        replica.head.float()
+    return replica
 
 
 def _init_weights(module):

@@ -571,7 +571,7 @@ def _is_terminal(stream):
 # -- inference -----------------------------------------------------------------------
 
 
-def infer(forward, encoded, n_outputs, *, batch_size, token_budget, device, precision):
+def infer(forward, encoded, n_outputs, *, batch_size, token_budget, device, autocast_dtype):
     """Run ``forward`` over encoded documents in length-sorted batches.
 
     Parameters
@@ -583,7 +583,8 @@ def infer(forward, encoded, n_outputs, *, batch_size, token_budget, device, prec
     batch_size, token_budget : int
         Batch limits, in documents and in tokens.
     device : torch.device
-    precision : {"auto", "fp32", "bf16"}
+    autocast_dtype : torch.dtype or None
+        Autocast to this type; None runs ``forward`` as it is.
 
     Returns
     -------
@@ -592,8 +593,7 @@ def infer(forward, encoded, n_outputs, *, batch_size, token_budget, device, prec
     """
     outputs = np.empty((len(encoded), n_outputs), dtype=np.float32)
     lengths = encoded.document_lengths()
-    autocast = autocast_context(device, resolve_precision(precision, device))
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast_context(device, autocast_dtype):
         for rows in length_batches(lengths, batch_size, shuffle=False, token_budget=token_budget):
             ids, owner = encoded.batch(rows)
             result = forward(to_device(ids, device), to_device(owner, device), len(rows))

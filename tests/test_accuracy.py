@@ -41,6 +41,10 @@ def test_classifier_learns_r8_topics():
     accuracy = clf.score(X_test, y_test)
     assert majority < 0.65  # the most frequent topic, 'earn'
     assert accuracy > 0.85, accuracy
+    # bfloat16 inference (a cast replica of the model) agrees with float32.
+    bf16 = clf.set_params(precision="bf16").score(X_test, y_test)
+    fp32 = clf.set_params(precision="fp32").score(X_test, y_test)
+    assert abs(bf16 - fp32) <= 0.01, (bf16, fp32)
 
 
 def test_encoder_features_feed_a_linear_model():
