@@ -111,7 +111,7 @@ def parse_args(argv=None):
     add("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS, help="datasets to run")
     add("--rows", default=",".join(ROW_KEYS), help=f"comma-separated subset of {', '.join(ROW_KEYS)}")
     add("--validation", action="store_true",
-        help=f"score on a stratified {VALIDATION_FRACTION:.0%} of the training split instead of the test split")
+        help=f"score on a stratified {round(VALIDATION_FRACTION * 100)}%% of the training split instead of the test split")
     add("--pretrain-epochs", type=int,
         help="max_epochs of the AttentionEncoder pretraining (default: --max-epochs, else skattn's)")
     add_common_arguments(parser)
