@@ -260,6 +260,9 @@ def _check_labels(y, n_documents):
     return classes, targets.astype(np.int64)
 
 
+_SELECTED_MULTIPLE = 64
+
+
 def masked_language_model_loss(mlm_probability, vocab_size):
     """Return a ``loss_fn`` that masks tokens anew in each batch (BERT's 80/10/10).
 
@@ -283,13 +286,19 @@ def masked_language_model_loss(mlm_probability, vocab_size):
         randomize = selected & (action_draw >= 0.8) & (action_draw < 0.9)
         random_ids = n_special + (token_draw * (vocab_size - n_special)).long()
         inputs = torch.where(randomize, random_ids.clamp(max=vocab_size - 1), inputs)
-        logits = module(inputs, selected)  # (n_selected, vocab_size)
-        if logits.shape[0] == 0:
+        flat = selected.flatten().nonzero().squeeze(1)  # (n_selected,)
+        n_selected = len(flat)
+        # A few distinct matrix shapes, not one per batch: oneDNN compiles
+        # and caches a kernel for each shape it sees (see _text.PAD_MULTIPLE).
+        padding = -n_selected % _SELECTED_MULTIPLE
+        logits = module(inputs, torch.cat([flat, flat.new_zeros(padding)]))  # (n_selected + padding, vocab_size)
+        if n_selected == 0:
             return logits.sum() * 0.0
-        per_token = torch.nn.functional.cross_entropy(logits.float(), ids[selected], reduction="none")
+        targets = ids.flatten()[flat]  # (n_selected,)
+        per_token = torch.nn.functional.cross_entropy(logits[:n_selected].float(), targets, reduction="none")
         token_weights = None
         if batch.weights is not None:
-            token_weights = batch.weights.unsqueeze(1).expand_as(ids)[selected]  # (n_selected,)
+            token_weights = batch.weights.unsqueeze(1).expand_as(ids).flatten()[flat]  # (n_selected,)
         return weighted_mean(per_token, token_weights)
 
     return loss_fn

@@ -217,16 +217,17 @@ class MaskedLanguageModel(nn.Module):
         Parameters
         ----------
         ids : torch.Tensor of shape (batch, seq)
-        positions : torch.Tensor of bool, shape (batch, seq)
-            Positions to predict; computing logits only there saves most of
-            the vocabulary projection.
+        positions : torch.Tensor of int64, shape (n_selected,)
+            Flat indices (``row * seq + column``) of the positions to
+            predict; computing logits only there saves most of the vocabulary
+            projection.
 
         Returns
         -------
         logits : torch.Tensor of shape (n_selected, vocab_size)
         """
         hidden, _ = self.encoder(ids)
-        selected = hidden[positions]  # (n_selected, d_model)
+        selected = hidden.flatten(0, 1)[positions]  # (n_selected, d_model)
         selected = self.norm(F.gelu(self.transform(selected)))
         return F.linear(selected, self.encoder.token_embedding.weight, self.bias)
 

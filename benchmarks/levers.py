@@ -1,0 +1,125 @@
+"""Micro-benchmarks of the speed levers skattn uses, each against its alternative.
+
+Every comparison runs both variants in this process, one after the other, on the
+same tensors, and prints their times and the ratio. Run with::
+
+    python benchmarks/levers.py [--threads N]
+"""
+
+import argparse
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from skattn._model import EncoderConfig, SequenceClassifier, TextEncoder, inference_replica
+
+CONFIG = dict(vocab_size=8000, max_length=256, d_model=256, n_heads=4, n_layers=4, d_ff=1024, dropout=0.1, pooling="mean")
+
+
+def timed(function, repeats=10, warmup=3):
+    """Best-of-three mean seconds per call of ``function``."""
+    for _ in range(warmup):
+        function()
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(repeats):
+            function()
+        best = min(best, (time.perf_counter() - started) / repeats)
+    return best
+
+
+def gelu_variants():
+    x = torch.randn(32 * 96, 1024, dtype=torch.bfloat16, requires_grad=True)
+    tanh = timed(lambda: F.gelu(x, approximate="tanh").sum().backward())
+    exact = timed(lambda: F.gelu(x).sum().backward())
+    return "GELU fwd+bwd, bf16 (32x96x1024)", "tanh approximation", tanh, "exact (erf)", exact
+
+
+def attention_variants():
+    q, k, v = (torch.randn(32, 4, 128, 64, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    keep = torch.ones(32, 1, 1, 128, dtype=torch.bool)
+    keep[..., 118:] = False
+
+    def bf16():
+        F.scaled_dot_product_attention(q, k, v, attn_mask=keep).sum().backward()
+
+    def fp32():
+        F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=keep).sum().backward()
+
+    return "attention fwd+bwd (32x4 heads x128x64)", "bf16", timed(bf16), "fp32 (skattn, training)", timed(fp32)
+
+
+def inference_variants():
+    torch.manual_seed(0)
+    model = SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG)), 8).eval()
+    ids = torch.randint(5, 8000, (32, 112))
+    replica = inference_replica(model, torch.bfloat16)
+
+    def autocast():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            model(ids)
+
+    def cast_once():
+        with torch.inference_mode():
+            replica(ids)
+
+    return "inference batch (32x112 tokens)", "bf16 autocast", timed(autocast), "bf16 replica (skattn)", timed(cast_once)
+
+
+_PADDING_CHILD = """
+import resource, sys, time, torch
+import torch.nn.functional as F
+from skattn._model import EncoderConfig, SequenceClassifier, TextEncoder
+multiple = int(sys.argv[1])
+torch.set_num_threads(int(sys.argv[2]))
+torch.manual_seed(0)
+config = EncoderConfig(vocab_size=8000, max_length=256, d_model=256, n_heads=4, n_layers=2, d_ff=1024, dropout=0.1, pooling="mean")
+model = SequenceClassifier(TextEncoder(config), 8)
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+lengths = torch.randint(20, 256, (150,), generator=torch.Generator().manual_seed(0))
+started, tokens = time.perf_counter(), 0
+for length in lengths.tolist():
+    width = min(256, -(-length // multiple) * multiple)
+    ids = torch.randint(5, 8000, (16, width))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = F.cross_entropy(model(ids).float(), torch.randint(0, 8, (16,)))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    tokens += 16 * length
+print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def padding_variants(threads):
+    """150 bf16 training steps on random lengths, each in a fresh process (peak memory)."""
+    results = {}
+    for multiple in (1, 16):
+        out = subprocess.run(
+            [sys.executable, "-c", _PADDING_CHILD, str(multiple), str(threads)],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()
+        results[multiple] = (float(out[0]) / 150, int(out[1]))
+    label = "bf16 training step, random widths 20-255"
+    return label, f"exact width (peak {results[1][1]} MiB)", results[1][0], f"rounded to 16 (skattn; peak {results[16][1]} MiB)", results[16][0]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    rows = [gelu_variants(), attention_variants(), inference_variants(), padding_variants(torch.get_num_threads())]
+    print(f"{'operation':42s} {'alternative':38s} {'ms':>8s}   {'skattn uses':40s} {'ms':>8s} {'speed-up':>9s}")
+    for label, name_a, seconds_a, name_b, seconds_b in rows:
+        print(f"{label:42s} {name_a:38s} {seconds_a * 1e3:8.2f}   {name_b:40s} {seconds_b * 1e3:8.2f} {seconds_a / seconds_b:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
