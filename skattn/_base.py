@@ -229,7 +229,6 @@ class _AttentionBase(BaseEstimator):
                 encoded,
                 n_outputs,
                 batch_size=self.batch_size,
-                token_budget=self.batch_size * self.config_.max_length,
                 device=device,
                 autocast_dtype=None,
             )
@@ -252,14 +251,14 @@ class _AttentionBase(BaseEstimator):
 
         def score(module, validation):
             module.eval()
+            device = next(module.parameters()).device
             logits = infer(
                 module,
                 validation.encoded,
                 module.head.out_features,
                 batch_size=self.batch_size,
-                token_budget=self.batch_size * self.max_length,
-                device=next(module.parameters()).device,
-                autocast_dtype=resolve_precision(self.precision, next(module.parameters()).device),
+                device=device,
+                autocast_dtype=resolve_precision(self.precision, device),
             )
             if multilabel:
                 return float(np.mean(np.all((logits > 0) == (validation.targets > 0.5), axis=1)))

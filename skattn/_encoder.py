@@ -220,7 +220,8 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
             rng = np.random.default_rng(0)  # the same masks at every epoch
             total, count = 0.0, 0
             lengths = validation.encoded.document_lengths()
-            batches = length_batches(lengths, self.batch_size, shuffle=False, token_budget=self.batch_size * self.max_length)
+            budget = validation.encoded.token_budget(self.batch_size)
+            batches = length_batches(lengths, self.batch_size, shuffle=False, token_budget=budget)
             with torch.inference_mode(), autocast_context(device, resolve_precision(self.precision, device)):
                 for rows in batches:
                     total += loss_fn(module, validation.batch(rows, device), rng).item() * len(rows)

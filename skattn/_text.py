@@ -272,6 +272,10 @@ class EncodedTexts:
     def __len__(self):
         return len(self.offsets) - 1
 
+    def token_budget(self, batch_size):
+        """Tokens allowed in one batch: ``batch_size`` full-length windows."""
+        return batch_size * self.max_width
+
     def document_lengths(self):
         """Total number of tokens of each document, shape (n_documents,)."""
         return np.add.reduceat(self.lengths, self.offsets[:-1]) if len(self) else np.zeros(0, np.int64)

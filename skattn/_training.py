@@ -145,7 +145,7 @@ def train(
     """
     max_epochs = estimator.max_epochs if max_epochs is None else max_epochs
     lengths = data.encoded.document_lengths()
-    token_budget = estimator.batch_size * estimator.max_length
+    token_budget = data.encoded.token_budget(estimator.batch_size)
     n_batches = -(-len(lengths) // estimator.batch_size)
     optimizer = _adamw(module, estimator.learning_rate, estimator.weight_decay, device)
     if optimizer_state is not None:
@@ -571,7 +571,7 @@ def _is_terminal(stream):
 # -- inference -----------------------------------------------------------------------
 
 
-def infer(forward, encoded, n_outputs, *, batch_size, token_budget, device, autocast_dtype):
+def infer(forward, encoded, n_outputs, *, batch_size, device, autocast_dtype):
     """Run ``forward`` over encoded documents in length-sorted batches.
 
     Parameters
@@ -580,8 +580,8 @@ def infer(forward, encoded, n_outputs, *, batch_size, token_budget, device, auto
         ``forward(ids, owner, n_documents) -> (n_documents, n_outputs)``.
     encoded : EncodedTexts
     n_outputs : int
-    batch_size, token_budget : int
-        Batch limits, in documents and in tokens.
+    batch_size : int
+        Documents per batch (fewer when their windows exceed the token budget).
     device : torch.device
     autocast_dtype : torch.dtype or None
         Autocast to this type; None runs ``forward`` as it is.
@@ -594,6 +594,7 @@ def infer(forward, encoded, n_outputs, *, batch_size, token_budget, device, auto
     outputs = np.empty((len(encoded), n_outputs), dtype=np.float32)
     lengths = encoded.document_lengths()
     with torch.inference_mode(), autocast_context(device, autocast_dtype):
+        token_budget = encoded.token_budget(batch_size)
         for rows in length_batches(lengths, batch_size, shuffle=False, token_budget=token_budget):
             ids, owner = encoded.batch(rows)
             result = forward(to_device(ids, device), to_device(owner, device), len(rows))
