@@ -125,9 +125,10 @@ def build_classifier(params):
     from skattn import AttentionClassifier, AttentionEncoder
 
     encoder = params["encoder"]
-    return AttentionClassifier(**{
-        **params, "encoder": None if encoder is None else AttentionEncoder(**encoder),
-    })
+    params = dict(params, encoder=None if encoder is None else AttentionEncoder(**encoder))
+    if isinstance(params.get("ngram_range"), list):  # JSON has no tuples
+        params["ngram_range"] = tuple(params["ngram_range"])
+    return AttentionClassifier(**params)
 
 
 def run_child(args):

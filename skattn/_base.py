@@ -147,7 +147,7 @@ class _AttentionBase(BaseEstimator):
             random_state=int(rng.integers(np.iinfo(np.int32).max)),
             stratify=stratify,
         )
-        return _take(data, np.sort(train_rows)), _take(data, np.sort(validation_rows))
+        return data.subset(np.sort(train_rows)), data.subset(np.sort(validation_rows))
 
     def _run(self, module, data, loss_fn, *, rng, device, description, validation=None, score_fn=None, **options):
         """Train ``module`` with :func:`skattn._training.train`; return its History."""
@@ -223,16 +223,20 @@ class _AttentionBase(BaseEstimator):
         forward = model if method is None else getattr(model, method)
         outputs = np.empty((len(documents), n_outputs), dtype=np.float32)
         for start in range(0, len(documents), _INFERENCE_CHUNK):
-            encoded = self._encode(self.tokenizer_, documents[start : start + _INFERENCE_CHUNK])
-            outputs[start : start + len(encoded)] = infer(
+            inputs = self._inputs(documents[start : start + _INFERENCE_CHUNK])
+            outputs[start : start + len(inputs)] = infer(
                 forward,
-                encoded,
+                inputs,
                 n_outputs,
                 batch_size=self.batch_size,
                 device=device,
                 autocast_dtype=None,
             )
         return outputs
+
+    def _inputs(self, documents):
+        """What the fitted model reads from ``documents``, as a TrainingData."""
+        return TrainingData(self._encode(self.tokenizer_, documents))
 
     def _replica(self, dtype):
         """The fitted model with its blocks cast to ``dtype``, made once per fit.
@@ -254,7 +258,7 @@ class _AttentionBase(BaseEstimator):
             device = next(module.parameters()).device
             logits = infer(
                 module,
-                validation.encoded,
+                validation,
                 module.head.out_features,
                 batch_size=self.batch_size,
                 device=device,
@@ -299,14 +303,6 @@ class _AttentionBase(BaseEstimator):
 # -- helpers -------------------------------------------------------------------
 
 
-def _take(data, rows):
-    return TrainingData(
-        encoded=data.encoded.subset(rows),
-        targets=None if data.targets is None else data.targets[rows],
-        weights=None if data.weights is None else data.weights[rows],
-    )
-
-
 def _digest(data):
     digest = hashlib.sha256()
     for window in data.encoded.windows:
@@ -315,6 +311,9 @@ def _digest(data):
     for array in (data.targets, data.weights):
         if array is not None:
             digest.update(np.ascontiguousarray(array).tobytes())
+    if data.ngrams is not None:
+        for array in (data.ngrams.indptr, data.ngrams.indices, data.ngrams.data):
+            digest.update(array.tobytes())
     return digest.hexdigest()
 
 
@@ -368,7 +367,10 @@ def classification_loss(class_weight=None, multilabel=False):
     cache = {}
 
     def loss_fn(module, batch, rng):
-        logits = module(batch.ids, batch.owner, batch.n_documents).float()  # (batch, n_outputs)
+        # A model with an n-gram path is trained on the sum of each path's loss.
+        return sum(path_loss(logits.float(), batch) for logits in module.path_logits(**batch.inputs()))
+
+    def path_loss(logits, batch):  # logits: (batch, n_outputs)
         if multilabel:
             per_sample = torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, batch.targets, reduction="none"

@@ -8,6 +8,7 @@ import copy
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -38,6 +39,39 @@ class EncoderConfig:
         return asdict(self)
 
 
+class Dropout(nn.Module):
+    """Inverted dropout whose masks on the CPU come from NumPy's PCG64 generator.
+
+    PyTorch's CPU ``bernoulli_`` draws from one sequential Mersenne Twister
+    and was about a sixth of a bfloat16 training step (``benchmarks/levers.py``);
+    NumPy fills random integers several times faster. Each call seeds a fresh
+    NumPy generator with one draw from torch's global generator, so
+    ``torch.manual_seed`` (and a checkpoint's saved torch state) still
+    decides every mask. The drop probability is ``p`` rounded to a multiple
+    of 2**-16. Other devices use :func:`torch.nn.functional.dropout`.
+
+    Parameters
+    ----------
+    p : float
+        Probability of zeroing an element.
+    """
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return F.dropout(x, self.p, self.training)
+        seed = int(torch.randint(0, 2**62, ()))
+        draws = np.random.default_rng(seed).integers(-(2**15), 2**15, size=x.shape, dtype=np.int16)
+        keep = torch.from_numpy(draws) >= round(self.p * 2**16) - 2**15  # P(keep) = 1 - p
+        return x * torch.where(keep, 1.0 / (1.0 - self.p), 0.0).to(x.dtype)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
 class SelfAttention(nn.Module):
     """Multi-head scaled-dot-product self-attention with a key-padding mask."""
 
@@ -46,7 +80,7 @@ class SelfAttention(nn.Module):
         self.n_heads = config.n_heads
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.out = nn.Linear(config.d_model, config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x, attend):
         batch, seq, d_model = x.shape
@@ -74,7 +108,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.up = nn.Linear(config.d_model, config.d_ff)
         self.down = nn.Linear(config.d_ff, config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x):
         return self.dropout(self.down(F.gelu(self.up(x))))
@@ -127,7 +161,7 @@ class TextEncoder(nn.Module):
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
         self.position_embedding = nn.Embedding(config.max_length, config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = nn.LayerNorm(config.d_model)
         self.apply(_init_weights)
@@ -184,19 +218,69 @@ class TextEncoder(nn.Module):
 
 
 class SequenceClassifier(nn.Module):
-    """A :class:`TextEncoder` with a linear head over the pooled vector."""
+    """A :class:`TextEncoder` with a linear head over the pooled vector.
 
-    def __init__(self, encoder, n_outputs):
+    With ``n_ngrams > 0`` a second, linear path scores the document from its
+    TF-IDF-weighted word n-grams (an ``nn.EmbeddingBag`` of one weight per
+    n-gram and output). Each path is trained on its own loss
+    (:meth:`path_logits`) and the model's logits are
+    ``encoder_scale * encoder_logits + ngram_logits``: a product of the two
+    paths' probabilities, the encoder's tempered, renormalised.
+
+    Parameters
+    ----------
+    encoder : TextEncoder
+    n_outputs : int
+    n_ngrams : int, default=0
+        Number of n-gram features; 0 for no n-gram path.
+    encoder_scale : float, default=1.0
+        Factor on the encoder's logits in the sum; kept in the state dict
+        (buffer ``encoder_scale``). Unused without an n-gram path.
+    """
+
+    def __init__(self, encoder, n_outputs, n_ngrams=0, encoder_scale=1.0):
         super().__init__()
         self.encoder = encoder
-        self.dropout = nn.Dropout(encoder.config.dropout)
+        self.dropout = Dropout(encoder.config.dropout)
         self.head = nn.Linear(encoder.config.d_model, n_outputs)
         _init_weights(self.head)
+        self.ngrams = None
+        if n_ngrams:
+            self.ngrams = nn.EmbeddingBag(n_ngrams, n_outputs, mode="sum")
+            nn.init.zeros_(self.ngrams.weight)
+        self.register_buffer("encoder_scale", torch.tensor(float(encoder_scale)))
 
-    def forward(self, ids, owner=None, n_documents=None):
-        """Logits ``(n_documents, n_outputs)``; arguments as in :meth:`TextEncoder.embed`."""
+    def forward(self, ids, owner=None, n_documents=None, ngrams=None):
+        """Logits ``(n_documents, n_outputs)``; arguments as in :meth:`path_logits`."""
+        logits = self.path_logits(ids, owner, n_documents, ngrams)
+        if len(logits) == 1:
+            return logits[0]
+        return self.encoder_scale.to(logits[0].dtype) * logits[0] + logits[1]
+
+    def path_logits(self, ids, owner=None, n_documents=None, ngrams=None):
+        """Logits of each path: the encoder's, then the n-grams' if there are any.
+
+        Parameters
+        ----------
+        ids, owner, n_documents
+            As in :meth:`TextEncoder.embed`.
+        ngrams : tuple of torch.Tensor, default=None
+            ``(indices, offsets, weights)`` of the documents' n-gram features
+            (see :func:`skattn._ngrams.ngram_tensors`); required when the
+            model has an n-gram path.
+
+        Returns
+        -------
+        logits : list of torch.Tensor of shape (n_documents, n_outputs)
+        """
         pooled = self.encoder.embed(ids, owner, n_documents)  # (n_documents, d_model)
-        return self.head(self.dropout(pooled.to(self.head.weight.dtype)))
+        logits = [self.head(self.dropout(pooled.to(self.head.weight.dtype)))]
+        if self.ngrams is not None:
+            if ngrams is None:
+                raise ValueError("This model has an n-gram path: pass the documents' ngrams.")
+            indices, offsets, weights = ngrams
+            logits.append(self.ngrams(indices, offsets, per_sample_weights=weights.to(self.ngrams.weight.dtype)))
+        return logits
 
 
 class MaskedLanguageModel(nn.Module):
@@ -236,15 +320,16 @@ def inference_replica(module, dtype):
     """A copy of ``module`` for inference with its blocks stored in ``dtype``.
 
     Casting weights once is faster than autocasting them at every call. The
-    embeddings feeding the blocks follow; the final LayerNorm, the pooling
-    and a classification head stay in float32, so outputs keep float32
-    precision.
+    embeddings feeding the blocks follow; the final LayerNorm, the pooling,
+    a classification head and an n-gram path stay in float32, so outputs
+    keep float32 precision.
     """
     replica = copy.deepcopy(module).to(dtype).eval()
     encoder = replica.encoder if hasattr(replica, "encoder") else replica
     encoder.norm.float()
-    if hasattr(replica, "head"):
-        replica.head.float()
+    for name in ("head", "ngrams"):
+        if getattr(replica, name, None) is not None:
+            getattr(replica, name).float()
     return replica
 
 

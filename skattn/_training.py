@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from ._ngrams import ngram_tensors
 from ._text import length_batches, split_by_tokens
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -31,6 +32,11 @@ CHECKPOINT_FILE = "checkpoint.pt"
 # still learning when its last epoch lowered the training loss by more than
 # this fraction of the first epoch's loss.
 _STILL_LEARNING = 0.01
+
+# The n-gram path is a linear model on L2-normalised TF-IDF rows: its weights
+# must grow to several units, far beyond where the encoder's learning rate
+# takes them in a few epochs.
+NGRAM_LEARNING_RATE_SCALE = 50
 
 
 @dataclass
@@ -46,21 +52,40 @@ class TrainingData:
         None for masked language modelling.
     weights : numpy.ndarray of float32 or None
         Per-document loss weights.
+    ngrams : scipy.sparse.csr_matrix or None
+        Per-document n-gram features, for a classifier with an n-gram path.
     """
 
     encoded: object
     targets: np.ndarray = None
     weights: np.ndarray = None
+    ngrams: object = None
+
+    def __len__(self):
+        return len(self.encoded)
+
+    def subset(self, rows):
+        """The documents ``rows`` (sorted indices), as a new TrainingData."""
+        return TrainingData(
+            encoded=self.encoded.subset(rows),
+            targets=None if self.targets is None else self.targets[rows],
+            weights=None if self.weights is None else self.weights[rows],
+            ngrams=None if self.ngrams is None else self.ngrams[rows],
+        )
 
     def batch(self, rows, device):
-        """Tensors of the documents ``rows``: ids, window owners, targets, weights."""
+        """Tensors of the documents ``rows``: ids, window owners, targets, weights, n-grams."""
         ids, owner = self.encoded.batch(rows)
+        ngrams = None
+        if self.ngrams is not None:
+            ngrams = tuple(to_device(array, device) for array in ngram_tensors(self.ngrams, rows))
         return Batch(
             ids=to_device(ids, device),
             owner=to_device(owner, device),
             n_documents=len(rows),
             targets=None if self.targets is None else to_device(self.targets[rows], device),
             weights=None if self.weights is None else to_device(self.weights[rows], device),
+            ngrams=ngrams,
         )
 
 
@@ -71,6 +96,14 @@ class Batch:
     n_documents: int
     targets: torch.Tensor = None
     weights: torch.Tensor = None
+    ngrams: tuple = None
+
+    def inputs(self):
+        """Keyword arguments of a model's forward for this batch."""
+        inputs = dict(ids=self.ids, owner=self.owner, n_documents=self.n_documents)
+        if self.ngrams is not None:
+            inputs["ngrams"] = self.ngrams
+        return inputs
 
 
 @dataclass
@@ -434,10 +467,18 @@ def _rng_from_state(saved):
 
 
 def _adamw(module, learning_rate, weight_decay, device):
-    """AdamW with weight decay on matrices only, not on biases, norms or embeddings."""
-    decay, no_decay = [], []
+    """AdamW with weight decay on matrices only, not on biases, norms or embeddings.
+
+    The n-gram path of a classifier (a linear model over sparse features)
+    gets its own group: ``NGRAM_LEARNING_RATE_SCALE`` times the learning
+    rate, and no weight decay.
+    """
+    decay, no_decay, ngrams = [], [], []
     for name, parameter in module.named_parameters():
         if not parameter.requires_grad:
+            continue
+        if name.startswith("ngrams."):
+            ngrams.append(parameter)
             continue
         is_matrix = parameter.dim() >= 2 and "embedding" not in name
         (decay if is_matrix else no_decay).append(parameter)
@@ -445,6 +486,8 @@ def _adamw(module, learning_rate, weight_decay, device):
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if ngrams:
+        groups.append({"params": ngrams, "weight_decay": 0.0, "lr": learning_rate * NGRAM_LEARNING_RATE_SCALE})
     # The fused kernel (one op for all tensors) exists for CPU and CUDA.
     return torch.optim.AdamW(groups, lr=learning_rate, fused=device.type in ("cpu", "cuda") or None)
 
@@ -571,14 +614,17 @@ def _is_terminal(stream):
 # -- inference -----------------------------------------------------------------------
 
 
-def infer(forward, encoded, n_outputs, *, batch_size, device, autocast_dtype):
-    """Run ``forward`` over encoded documents in length-sorted batches.
+def infer(forward, data, n_outputs, *, batch_size, device, autocast_dtype):
+    """Run ``forward`` over documents in length-sorted batches.
 
     Parameters
     ----------
     forward : callable
-        ``forward(ids, owner, n_documents) -> (n_documents, n_outputs)``.
-    encoded : EncodedTexts
+        Called with the keyword arguments of :meth:`Batch.inputs`
+        (``ids``, ``owner``, ``n_documents``, and ``ngrams`` when ``data``
+        has n-gram features); returns ``(n_documents, n_outputs)``.
+    data : TrainingData
+        The documents; targets and weights are ignored.
     n_outputs : int
     batch_size : int
         Documents per batch (fewer when their windows exceed the token budget).
@@ -589,14 +635,14 @@ def infer(forward, encoded, n_outputs, *, batch_size, device, autocast_dtype):
     Returns
     -------
     outputs : numpy.ndarray of float32, shape (n_documents, n_outputs)
-        Rows in the order of ``encoded``.
+        Rows in the order of ``data``.
     """
-    outputs = np.empty((len(encoded), n_outputs), dtype=np.float32)
-    lengths = encoded.document_lengths()
+    outputs = np.empty((len(data), n_outputs), dtype=np.float32)
+    lengths = data.encoded.document_lengths()
+    inputs = TrainingData(data.encoded, ngrams=data.ngrams)
     with torch.inference_mode(), autocast_context(device, autocast_dtype):
-        token_budget = encoded.token_budget(batch_size)
+        token_budget = data.encoded.token_budget(batch_size)
         for rows in length_batches(lengths, batch_size, shuffle=False, token_budget=token_budget):
-            ids, owner = encoded.batch(rows)
-            result = forward(to_device(ids, device), to_device(owner, device), len(rows))
+            result = forward(**inputs.batch(rows, device).inputs())
             outputs[rows] = result.float().cpu().numpy()
     return outputs

@@ -36,7 +36,8 @@ def test_load_r8():
 
 def test_classifier_learns_r8_topics():
     X_train, y_train, X_test, y_test = _r8_subset()
-    clf = AttentionClassifier(**SMALL, max_epochs=6, learning_rate=3e-3).fit(X_train, y_train)
+    # The encoder alone: with the n-gram path, accuracy would not show it learns.
+    clf = AttentionClassifier(**SMALL, max_epochs=6, learning_rate=3e-3, ngram_range=None).fit(X_train, y_train)
     majority = max(y_test.count(c) for c in set(y_test)) / len(y_test)
     accuracy = clf.score(X_test, y_test)
     assert majority < 0.65  # the most frequent topic, 'earn'
@@ -45,6 +46,15 @@ def test_classifier_learns_r8_topics():
     bf16 = clf.set_params(precision="bf16").score(X_test, y_test)
     fp32 = clf.set_params(precision="fp32").score(X_test, y_test)
     assert abs(bf16 - fp32) <= 0.01, (bf16, fp32)
+
+
+def test_both_paths_together_on_r8_topics():
+    X_train, y_train, X_test, y_test = _r8_subset()
+    clf = AttentionClassifier(**SMALL, max_epochs=3).fit(X_train, y_train)
+    assert clf.score(X_test, y_test) > 0.9
+    bf16 = clf.set_params(precision="bf16").predict(X_test)
+    fp32 = clf.set_params(precision="fp32").predict(X_test)
+    assert np.mean(bf16 == fp32) >= 0.99
 
 
 def test_encoder_features_feed_a_linear_model():

@@ -234,6 +234,10 @@ def test_estimator_specific_invalid_parameters():
         AttentionEncoder(**TINY, mlm_probability=0.0).fit(TOPIC_TEXTS)
     with pytest.raises(InvalidParameterError, match="'class_weight' parameter"):
         AttentionClassifier(**TINY, class_weight="uniform").fit(TOPIC_TEXTS, TOPIC_LABELS)
+    with pytest.raises(InvalidParameterError, match="'encoder_logit_scale' parameter"):
+        AttentionClassifier(**TINY, encoder_logit_scale=-1.0).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    with pytest.raises(InvalidParameterError, match="'ngram_range' parameter"):
+        AttentionClassifier(**TINY, ngram_range=[1, 2]).fit(TOPIC_TEXTS, TOPIC_LABELS)
     with pytest.raises(InvalidParameterError, match="'encoder' parameter"):
         AttentionClassifier(**TINY, encoder="foo").fit(TOPIC_TEXTS, TOPIC_LABELS)
     with pytest.raises(TypeError, match="AttentionEncoder or None.*StandardScaler"):

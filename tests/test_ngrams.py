@@ -1,0 +1,116 @@
+"""The classifier's linear path over word n-grams."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from skattn import AttentionClassifier
+from skattn._ngrams import MAX_NGRAM_FEATURES, WordNgrams, fit_ngram_vectorizer
+
+from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
+
+
+def test_words_split_as_the_tokenizer_splits_them():
+    analyzer = WordNgrams((1, 2), lowercase=True)
+    assert analyzer("Rates ROSE, again!") == ["rates", "rose", "again", "rates rose", "rose again"]
+    # Han characters are words of their own; punctuation is dropped.
+    assert analyzer("股票上涨。OK") == ["股", "票", "上", "涨", "ok", "股 票", "票 上", "上 涨", "涨 ok"]
+    assert WordNgrams((2, 3), lowercase=False)("A b c") == ["A b", "b c", "A b c"]
+    assert analyzer("...") == []
+
+
+def test_analyzer_normalizes_and_pickles():
+    analyzer = WordNgrams((1, 1), lowercase=True)
+    assert analyzer("ﬁne ＡＢＣ ｶﾅ") == ["fine", "abc", "カ", "ナ"]  # NFKC
+    assert analyzer("Éclair") == ["éclair"]  # accents kept
+    restored = pickle.loads(pickle.dumps(WordNgrams((1, 2), lowercase=True)))
+    assert restored("Warm up") == ["warm", "up", "warm up"]
+
+
+def test_vectorizer_keeps_the_most_frequent_ngrams_and_drops_the_rest():
+    vectorizer = fit_ngram_vectorizer(["a b c", "a b", "a"], ngram_range=(1, 2), lowercase=True)
+    assert sorted(vectorizer.vocabulary_) == ["a", "a b", "b", "b c", "c"]
+    assert vectorizer.stop_words_ is None
+    rows = vectorizer.transform(["a b", "zzz"])
+    assert rows.dtype == np.float32
+    np.testing.assert_allclose(np.sqrt(rows.multiply(rows).sum(axis=1)).A1, [1.0, 0.0], atol=1e-6)
+    assert MAX_NGRAM_FEATURES == 2**18
+
+
+def test_vectorizer_needs_a_word():
+    with pytest.raises(ValueError, match="no word.*ngram_range=None"):
+        fit_ngram_vectorizer(["...", "!?"], ngram_range=(1, 2), lowercase=True)
+
+
+def test_classifier_has_both_paths_and_predicts_their_sum(fitted_classifier):
+    vectorizer = fitted_classifier.ngram_vectorizer_
+    assert len(vectorizer.vocabulary_) == fitted_classifier.model_.ngrams.num_embeddings
+    assert fitted_classifier.model_.ngrams.weight.abs().sum() > 0  # trained
+    inputs = fitted_classifier._inputs(TOPIC_TEXTS[:4])
+    batch = inputs.batch(np.arange(4), torch.device("cpu"))
+    with torch.inference_mode():
+        encoder_logits, ngram_logits = fitted_classifier.model_.path_logits(**batch.inputs())
+    assert fitted_classifier.encoder_logit_scale == 0.25
+    expected = (0.25 * encoder_logits + ngram_logits).numpy()
+    np.testing.assert_allclose(
+        fitted_classifier.set_params(precision="fp32").decision_function(TOPIC_TEXTS[:4]), expected, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_ngram_range_none_trains_the_encoder_alone():
+    clf = AttentionClassifier(**TINY, ngram_range=None).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert clf.ngram_vectorizer_ is None
+    assert clf.model_.ngrams is None
+    assert clf.predict(TOPIC_TEXTS).shape == (len(TOPIC_TEXTS),)
+
+
+def test_ngram_path_alone_can_separate_what_the_encoder_cannot_see():
+    # The deciding word sits past max_length: the truncated encoder never
+    # sees it, the n-grams of the whole document do.
+    rng = np.random.default_rng(0)
+    filler = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+
+    def documents(n):
+        labels = rng.integers(2, size=n)
+        texts = [" ".join([*rng.choice(filler, size=40), ["apples", "oranges"][label]]) for label in labels]
+        return texts, labels
+
+    X, y = documents(80)
+    X_test, y_test = documents(60)
+    params = dict(TINY, max_length=16, max_epochs=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with_ngrams = AttentionClassifier(**params).fit(X, y)
+        without = AttentionClassifier(**params, ngram_range=None).fit(X, y)
+    assert with_ngrams.score(X_test, y_test) > 0.95
+    assert without.score(X_test, y_test) < 0.8
+
+
+def test_encoder_logit_scale_weighs_the_encoder_path():
+    scaled = AttentionClassifier(**TINY, encoder_logit_scale=0.0).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert float(scaled.model_.encoder_scale) == 0.0
+    inputs = scaled._inputs(TOPIC_TEXTS)
+    batch = inputs.batch(np.arange(len(TOPIC_TEXTS)), torch.device("cpu"))
+    with torch.inference_mode():
+        ngram_logits = scaled.model_.path_logits(**batch.inputs())[1].numpy()
+    np.testing.assert_allclose(scaled.set_params(precision="fp32").decision_function(TOPIC_TEXTS), ngram_logits, atol=1e-6)
+    # The scale is part of the fitted model: it survives pickling.
+    assert float(pickle.loads(pickle.dumps(scaled)).model_.encoder_scale) == 0.0
+
+
+def test_partial_fit_keeps_the_first_vectorizer():
+    clf = AttentionClassifier(**TINY)
+    clf.partial_fit(TOPIC_TEXTS[:9], TOPIC_LABELS[:9], classes=[0, 1, 2])
+    vocabulary = dict(clf.ngram_vectorizer_.vocabulary_)
+    clf.partial_fit(["entirely new words here"] * 3, [0, 1, 2])
+    assert clf.ngram_vectorizer_.vocabulary_ == vocabulary
+
+
+@pytest.mark.parametrize("ngram_range", [(2, 1), (0, 1), (1, 2, 3), (1.0, 2), (True, 2)])
+def test_invalid_ngram_range(ngram_range):
+    with pytest.raises(ValueError, match=r"ngram_range must be None or a tuple \(min_n, max_n\)"):
+        AttentionClassifier(**TINY, ngram_range=ngram_range).fit(TOPIC_TEXTS, TOPIC_LABELS)
