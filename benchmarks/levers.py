@@ -14,7 +14,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from skattn._model import EncoderConfig, SequenceClassifier, TextEncoder, inference_replica
+from skattn._model import Dropout, EncoderConfig, SequenceClassifier, TextEncoder, inference_replica
 
 CONFIG = dict(vocab_size=8000, max_length=256, d_model=256, n_heads=4, n_layers=4, d_ff=1024, dropout=0.1, pooling="mean")
 
@@ -37,6 +37,14 @@ def gelu_variants():
     tanh = timed(lambda: F.gelu(x, approximate="tanh").sum().backward())
     exact = timed(lambda: F.gelu(x).sum().backward())
     return "GELU fwd+bwd, bf16 (32x96x1024)", "tanh approximation", tanh, "exact (erf)", exact
+
+
+def dropout_variants():
+    x = torch.randn(32, 128, 256, dtype=torch.bfloat16, requires_grad=True)
+    ours = Dropout(0.1).train()
+    native = timed(lambda: F.dropout(x, 0.1, True).sum().backward())
+    numpy_masks = timed(lambda: ours(x).sum().backward())
+    return "dropout p=0.1 fwd+bwd, bf16 (32x128x256)", "torch bernoulli (nn.Dropout)", native, "NumPy PCG64 masks (skattn)", numpy_masks
 
 
 def attention_variants():
@@ -115,7 +123,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    rows = [gelu_variants(), attention_variants(), inference_variants(), padding_variants(torch.get_num_threads())]
+    rows = [gelu_variants(), dropout_variants(), attention_variants(), inference_variants(), padding_variants(torch.get_num_threads())]
     print(f"{'operation':42s} {'alternative':38s} {'ms':>8s}   {'skattn uses':40s} {'ms':>8s} {'speed-up':>9s}")
     for label, name_a, seconds_a, name_b, seconds_b in rows:
         print(f"{label:42s} {name_a:38s} {seconds_a * 1e3:8.2f}   {name_b:40s} {seconds_b * 1e3:8.2f} {seconds_a / seconds_b:8.2f}x")

@@ -214,10 +214,11 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one pass over a batch of labelled texts.
 
-        The first call trains the tokenizer on its ``X`` and builds the model;
-        later calls keep both, and keep the optimizer's state, so that calling
-        it on successive chunks of a stream trains one model. The learning
-        rate stays at ``learning_rate``; ``early_stopping`` does not apply.
+        The first call trains the tokenizer and the n-gram vocabulary on its
+        ``X`` and builds the model; later calls keep all three, and keep the
+        optimizer's state, so that calling it on successive chunks of a
+        stream trains one model. The learning rate stays at
+        ``learning_rate``; ``early_stopping`` does not apply.
 
         Parameters
         ----------

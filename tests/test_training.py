@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import sklearn
+import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
@@ -352,3 +353,24 @@ def test_resume_refuses_a_checkpoint_of_another_fit(tmp_path):
     _fit(max_epochs=1, checkpoint_dir=str(tmp_path))
     with pytest.raises(ValueError, match="written by a fit on other data or with other parameters"):
         _fit(max_epochs=1, checkpoint_dir=str(tmp_path), resume=True, learning_rate=0.5)
+
+
+def test_cpu_dropout_masks():
+    from skattn._model import Dropout
+
+    x = torch.ones(200, 500, requires_grad=True)
+    dropout = Dropout(0.1).train()
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        y = dropout(x)
+        torch.manual_seed(3)
+        again = dropout(x)
+    torch.testing.assert_close(y, again)  # torch's seed decides the mask
+    assert abs(float((y == 0).float().mean()) - 0.1) < 0.005
+    kept = y[y != 0]
+    torch.testing.assert_close(kept, torch.full_like(kept, 1 / 0.9))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, y.detach())  # gradient flows through kept elements only
+    assert torch.equal(dropout.eval()(x), x)
+    assert y.dtype == torch.float32
+    assert Dropout(0.1).train()(torch.ones(4, 8, dtype=torch.bfloat16)).dtype == torch.bfloat16
