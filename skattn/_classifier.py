@@ -289,18 +289,18 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             if warm:
                 tokenizer, config, vectorizer = self.tokenizer_, self.config_, self.ngram_vectorizer_
                 module = copy.deepcopy(self.model_).to(device)
+                ngrams = None if vectorizer is None else vectorizer.transform(documents)
             else:
                 tokenizer, config, encoder = pretrained or self._new_encoder(documents)
-                vectorizer = self._fit_ngram_vectorizer(documents)
+                vectorizer, ngrams = self._fit_ngram_vectorizer(documents)
                 module = SequenceClassifier(encoder, len(targets.classes), _n_features(vectorizer)).to(device)
             module.encoder_scale.fill_(self.encoder_logit_scale)
             rows = np.flatnonzero(targets.labeled)
-            labeled_documents = [documents[i] for i in rows]
             data = TrainingData(
-                self._encode(tokenizer, labeled_documents),
+                self._encode(tokenizer, [documents[i] for i in rows]),
                 targets=targets.encoded[rows],
                 weights=None if weights is None else weights[rows],
-                ngrams=None if vectorizer is None else vectorizer.transform(labeled_documents),
+                ngrams=None if ngrams is None else ngrams[rows],
             )
             options = {}
             if partial:
@@ -451,8 +451,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         return encoder.tokenizer_, encoder.config_, copy.deepcopy(encoder.model_).cpu()
 
     def _fit_ngram_vectorizer(self, documents):
+        """The fitted n-gram vectorizer and the features of ``documents``; Nones without."""
         if self.ngram_range is None:
-            return None
+            return None, None
         return fit_ngram_vectorizer(documents, ngram_range=self.ngram_range, lowercase=self.lowercase)
 
     def _build_module(self):

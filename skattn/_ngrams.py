@@ -58,7 +58,7 @@ class WordNgrams:
 
 
 def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
-    """Fit a TF-IDF vectorizer of word n-grams on ``documents``.
+    """Fit a TF-IDF vectorizer of word n-grams on ``documents`` and transform them.
 
     Term frequencies are sublinear (``1 + log(tf)``), rows are L2-normalised,
     and the :data:`MAX_NGRAM_FEATURES` most frequent n-grams are kept.
@@ -73,6 +73,8 @@ def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
     -------
     vectorizer : sklearn.feature_extraction.text.TfidfVectorizer
         Fitted; its ``transform`` gives float32 CSR matrices.
+    features : scipy.sparse.csr_matrix of shape (len(documents), n_features)
+        The TF-IDF rows of ``documents``, from the same pass over them.
     """
     vectorizer = TfidfVectorizer(
         analyzer=WordNgrams(ngram_range, lowercase),
@@ -81,7 +83,7 @@ def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
         dtype=np.float32,
     )
     try:
-        vectorizer.fit(documents)
+        features = vectorizer.fit_transform(documents)
     except ValueError as error:
         if "empty vocabulary" not in str(error):
             raise
@@ -92,7 +94,7 @@ def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
     # The pruned n-grams can outnumber the kept ones many times over and are
     # not needed to transform: scikit-learn's docs advise dropping them.
     vectorizer.stop_words_ = None
-    return vectorizer
+    return vectorizer, features
 
 
 def ngram_tensors(matrix, rows):

@@ -639,10 +639,9 @@ def infer(forward, data, n_outputs, *, batch_size, device, autocast_dtype):
     """
     outputs = np.empty((len(data), n_outputs), dtype=np.float32)
     lengths = data.encoded.document_lengths()
-    inputs = TrainingData(data.encoded, ngrams=data.ngrams)
     with torch.inference_mode(), autocast_context(device, autocast_dtype):
         token_budget = data.encoded.token_budget(batch_size)
         for rows in length_batches(lengths, batch_size, shuffle=False, token_budget=token_budget):
-            result = forward(**inputs.batch(rows, device).inputs())
+            result = forward(**data.batch(rows, device).inputs())
             outputs[rows] = result.float().cpu().numpy()
     return outputs

@@ -32,7 +32,9 @@ def test_analyzer_normalizes_and_pickles():
 
 
 def test_vectorizer_keeps_the_most_frequent_ngrams_and_drops_the_rest():
-    vectorizer = fit_ngram_vectorizer(["a b c", "a b", "a"], ngram_range=(1, 2), lowercase=True)
+    texts = ["a b c", "a b", "a"]
+    vectorizer, features = fit_ngram_vectorizer(texts, ngram_range=(1, 2), lowercase=True)
+    np.testing.assert_array_equal(features.toarray(), vectorizer.transform(texts).toarray())
     assert sorted(vectorizer.vocabulary_) == ["a", "a b", "b", "b c", "c"]
     assert vectorizer.stop_words_ is None
     rows = vectorizer.transform(["a b", "zzz"])
