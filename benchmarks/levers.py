@@ -14,43 +14,53 @@ import time
 import torch
 import torch.nn.functional as F
 
-from skattn._model import Dropout, EncoderConfig, SequenceClassifier, TextEncoder, inference_replica
+from skattn._model import Dropout, EncoderConfig, SequenceClassifier, TextEncoder, _unfused_attention, inference_replica
 
 CONFIG = dict(vocab_size=8000, max_length=256, d_model=256, n_heads=4, n_layers=4, d_ff=1024, dropout=0.1, pooling="mean")
 
 
-def timed(function, repeats=10, warmup=3):
-    """Best-of-three mean seconds per call of ``function``."""
-    for _ in range(warmup):
-        function()
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        for _ in range(repeats):
+def paired(first, second, repeats=10, rounds=5):
+    """Seconds per call of ``first`` and of ``second``, timed in alternating rounds.
+
+    Alternating the two, and keeping each one's best round, cancels most of
+    the drift of a shared machine's load between them.
+    """
+    functions = (first, second)
+    for function in functions:
+        for _ in range(3):
             function()
-        best = min(best, (time.perf_counter() - started) / repeats)
+    best = [float("inf"), float("inf")]
+    for _ in range(rounds):
+        for index, function in enumerate(functions):
+            started = time.perf_counter()
+            for _ in range(repeats):
+                function()
+            best[index] = min(best[index], (time.perf_counter() - started) / repeats)
     return best
 
 
 def gelu_variants():
     x = torch.randn(32 * 96, 1024, dtype=torch.bfloat16, requires_grad=True)
-    tanh = timed(lambda: F.gelu(x, approximate="tanh").sum().backward())
-    exact = timed(lambda: F.gelu(x).sum().backward())
+    tanh, exact = paired(lambda: F.gelu(x, approximate="tanh").sum().backward(), lambda: F.gelu(x).sum().backward())
     return "GELU fwd+bwd, bf16 (32x96x1024)", "tanh approximation", tanh, "exact (erf)", exact
 
 
 def dropout_variants():
     x = torch.randn(32, 128, 256, dtype=torch.bfloat16, requires_grad=True)
     ours = Dropout(0.1).train()
-    native = timed(lambda: F.dropout(x, 0.1, True).sum().backward())
-    numpy_masks = timed(lambda: ours(x).sum().backward())
+    native, numpy_masks = paired(lambda: F.dropout(x, 0.1, True).sum().backward(), lambda: ours(x).sum().backward())
     return "dropout p=0.1 fwd+bwd, bf16 (32x128x256)", "torch bernoulli (nn.Dropout)", native, "NumPy PCG64 masks (skattn)", numpy_masks
 
 
-def attention_variants():
-    q, k, v = (torch.randn(32, 4, 128, 64, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+def _attention_inputs(dtype=torch.bfloat16):
+    q, k, v = (torch.randn(32, 4, 128, 64, dtype=dtype, requires_grad=True) for _ in range(3))
     keep = torch.ones(32, 1, 1, 128, dtype=torch.bool)
     keep[..., 118:] = False
+    return q, k, v, keep
+
+
+def attention_dtype_variants():
+    q, k, v, keep = _attention_inputs()
 
     def bf16():
         F.scaled_dot_product_attention(q, k, v, attn_mask=keep).sum().backward()
@@ -58,7 +68,24 @@ def attention_variants():
     def fp32():
         F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=keep).sum().backward()
 
-    return "attention fwd+bwd (32x4 heads x128x64)", "bf16", timed(bf16), "fp32 (skattn, training)", timed(fp32)
+    bf16_s, fp32_s = paired(bf16, fp32)
+    return "fused attention fwd+bwd (32x4 heads x128x64)", "bf16", bf16_s, "fp32 (the faster fused)", fp32_s
+
+
+def attention_kernel_variants():
+    q, k, v, keep = _attention_inputs()
+
+    def fused_fp32():
+        F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=keep).sum().backward()
+
+    def unfused_bf16():
+        _unfused_attention(q, k, v, keep).sum().backward()
+
+    fused_s, unfused_s = paired(fused_fp32, unfused_bf16)
+    return (
+        "training attention fwd+bwd (32x4x128x64)", "fused SDPA, fp32", fused_s,
+        "matmul-softmax-matmul, bf16 (skattn)", unfused_s,
+    )
 
 
 def inference_variants():
@@ -75,7 +102,50 @@ def inference_variants():
         with torch.inference_mode():
             replica(ids)
 
-    return "inference batch (32x112 tokens)", "bf16 autocast", timed(autocast), "bf16 replica (skattn)", timed(cast_once)
+    autocast_s, replica_s = paired(autocast, cast_once)
+    return "inference batch (32x112 tokens)", "bf16 autocast", autocast_s, "bf16 replica", replica_s
+
+
+def fused_linear_variants():
+    torch.manual_seed(0)
+    model = SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG)), 8).eval()
+    ids = torch.randint(5, 8000, (32, 112))
+    plain = inference_replica(model, torch.bfloat16)
+    fused = inference_replica(model, torch.bfloat16, fuse_linear=True)
+
+    def run(replica):
+        with torch.inference_mode():
+            replica(ids)
+
+    plain_s, fused_s = paired(lambda: run(plain), lambda: run(fused))
+    return (
+        "inference batch, bf16 replica (32x112)", "nn.Linear, separate GELU", plain_s,
+        "oneDNN linear, packed, GELU fused (skattn)", fused_s,
+    )
+
+
+def compile_variants():
+    """A bf16 training step of the model, eager against ``torch.compile`` (one width)."""
+    torch.manual_seed(0)
+    model = SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG)), 8)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    ids = torch.randint(5, 8000, (32, 128))
+    ids[:, 112:] = 0
+    targets = torch.randint(0, 8, (32,))
+
+    def step(forward):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(forward(ids).float(), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    compiled = torch.compile(model)
+    started = time.perf_counter()
+    step(compiled)
+    label = f"bf16 training step (32x128); compiling took {time.perf_counter() - started:.0f} s"
+    compiled_s, eager_s = paired(lambda: step(compiled), lambda: step(model), repeats=5, rounds=3)
+    return label, "torch.compile (inductor)", compiled_s, "eager (skattn)", eager_s
 
 
 _PADDING_CHILD = """
@@ -119,14 +189,25 @@ def padding_variants(threads):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (compiling takes about a minute)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    rows = [gelu_variants(), dropout_variants(), attention_variants(), inference_variants(), padding_variants(torch.get_num_threads())]
-    print(f"{'operation':42s} {'alternative':38s} {'ms':>8s}   {'skattn uses':40s} {'ms':>8s} {'speed-up':>9s}")
+    rows = [
+        gelu_variants(),
+        dropout_variants(),
+        attention_dtype_variants(),
+        attention_kernel_variants(),
+        inference_variants(),
+        fused_linear_variants(),
+        padding_variants(torch.get_num_threads()),
+    ]
+    if args.compile:
+        rows.append(compile_variants())
+    print(f"{'operation':44s} {'alternative':38s} {'ms':>8s}   {'skattn uses':44s} {'ms':>8s} {'speed-up':>9s}")
     for label, name_a, seconds_a, name_b, seconds_b in rows:
-        print(f"{label:42s} {name_a:38s} {seconds_a * 1e3:8.2f}   {name_b:40s} {seconds_b * 1e3:8.2f} {seconds_a / seconds_b:8.2f}x")
+        print(f"{label:44s} {name_a:38s} {seconds_a * 1e3:8.2f}   {name_b:44s} {seconds_b * 1e3:8.2f} {seconds_a / seconds_b:8.2f}x")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from tokenizers import Tokenizer
 
-from ._model import POOLINGS, EncoderConfig, TextEncoder, inference_replica
+from ._model import POOLINGS, EncoderConfig, TextEncoder, inference_replica, onednn_linear_works
 from ._text import PAD_ID, SPECIAL_TOKENS, check_documents, encode, train_tokenizer
-from ._training import TrainingData, checkpoint_key, infer, resolve_precision, train
+from ._training import TrainingData, checkpoint_key, cpu_has_native_bf16, infer, resolve_precision, train
 
 # Documents encoded at a time during inference: bounds memory to one chunk of
 # token ids plus the output array, whatever the number of documents.
@@ -246,7 +246,8 @@ class _AttentionBase(BaseEstimator):
         cached = self.__dict__.get("_inference_cache")
         device = next(self.model_.parameters()).device
         if cached is None or cached[0] is not self.model_ or cached[1] != (dtype, device):
-            cached = (self.model_, (dtype, device), inference_replica(self.model_, dtype))
+            fuse = device.type == "cpu" and dtype == torch.bfloat16 and cpu_has_native_bf16() and onednn_linear_works()
+            cached = (self.model_, (dtype, device), inference_replica(self.model_, dtype, fuse_linear=fuse))
             self._inference_cache = cached
         return cached[2]
 

@@ -5,6 +5,7 @@ the ones whose token id equals ``pad_id``.
 """
 
 import copy
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -39,16 +40,24 @@ class EncoderConfig:
         return asdict(self)
 
 
+# Unsigned NumPy integer type of each itemsize, to build a dropout multiplier
+# bit by bit in the dtype of the tensor it scales.
+_BITS = {2: (torch.int16, np.uint16), 4: (torch.int32, np.uint32), 8: (torch.int64, np.uint64)}
+
+
 class Dropout(nn.Module):
     """Inverted dropout whose masks on the CPU come from NumPy's PCG64 generator.
 
     PyTorch's CPU ``bernoulli_`` draws from one sequential Mersenne Twister
-    and was about a sixth of a bfloat16 training step (``benchmarks/levers.py``);
-    NumPy fills random integers several times faster. Each call seeds a fresh
-    NumPy generator with one draw from torch's global generator, so
-    ``torch.manual_seed`` (and a checkpoint's saved torch state) still
-    decides every mask. The drop probability is ``p`` rounded to a multiple
-    of 2**-16. Other devices use :func:`torch.nn.functional.dropout`.
+    and was about a sixth of a bfloat16 training step (``benchmarks/levers.py``).
+    Here each call seeds a fresh NumPy generator with one draw from torch's
+    global generator, so ``torch.manual_seed`` (and a checkpoint's saved
+    torch state) still decides every mask, cuts PCG64's raw 64-bit outputs
+    into 16-bit draws, and builds the multiplier (0 or ``1 / (1 - p)``) in
+    NumPy directly as the bit pattern of the input's dtype: one pass, no
+    float conversion. The drop probability is ``p`` rounded to a multiple of
+    2**-16. Other devices and dtypes, and code traced by ``torch.compile``,
+    use :func:`torch.nn.functional.dropout`.
 
     Parameters
     ----------
@@ -61,12 +70,24 @@ class Dropout(nn.Module):
         self.p = p
 
     def forward(self, x):
-        if not self.training or self.p == 0 or x.device.type != "cpu":
+        if (
+            not self.training
+            or self.p == 0
+            or x.device.type != "cpu"
+            or not x.is_floating_point()
+            or x.element_size() not in _BITS
+            or torch.compiler.is_compiling()
+        ):
             return F.dropout(x, self.p, self.training)
+        signed, unsigned = _BITS[x.element_size()]
         seed = int(torch.randint(0, 2**62, ()))
-        draws = np.random.default_rng(seed).integers(-(2**15), 2**15, size=x.shape, dtype=np.int16)
-        keep = torch.from_numpy(draws) >= round(self.p * 2**16) - 2**15  # P(keep) = 1 - p
-        return x * torch.where(keep, 1.0 / (1.0 - self.p), 0.0).to(x.dtype)
+        n = x.numel()
+        draws = np.random.default_rng(seed).bit_generator.random_raw(-(-n // 4)).view(np.uint16)[:n]
+        keep = draws.reshape(x.shape) >= round(self.p * 2**16)  # P(keep) = 1 - p
+        scale_bits = torch.tensor(1.0 / (1.0 - self.p), dtype=x.dtype).view(signed).item()
+        scale_bits %= 2 ** (8 * x.element_size())  # as unsigned
+        multiplier = np.multiply(keep, unsigned(scale_bits), dtype=unsigned)
+        return x * torch.from_numpy(multiplier).view(x.dtype)
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -91,14 +112,36 @@ class SelfAttention(nn.Module):
         v = v.view(batch, seq, self.n_heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
         # No dropout on attention weights: it would force the unfused kernel.
         if q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled():
-            # PyTorch's CPU attention backward is slower in bfloat16 than in
-            # float32: train it in float32 (inference stays in bfloat16).
-            with torch.autocast("cpu", enabled=False):
-                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attend)  # (batch, heads, seq, head_dim)
+            y = _unfused_attention(q, k, v, attend)  # (batch, heads, seq, head_dim)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)  # (batch, heads, seq, head_dim)
         y = y.transpose(1, 2).reshape(batch, seq, d_model)  # (batch, seq, d_model)
         return self.dropout(self.out(y))
+
+
+def _unfused_attention(q, k, v, attend):
+    """Scaled-dot-product attention as two batched matmuls and a softmax.
+
+    PyTorch's fused CPU attention has a slow bfloat16 backward: for training
+    in bfloat16 on the CPU, these three ops forward and backward run about
+    twice as fast as the fused kernel in float32, and four times as fast as
+    it in bfloat16 (``benchmarks/levers.py``). The mask is added in place as
+    a bias of 0 or the dtype's lowest finite value: no copy of the scores,
+    nothing to mask in the backward pass (softmax already gives masked keys
+    zero gradient), and a fully masked row gets uniform weights, not NaN.
+
+    Parameters
+    ----------
+    q, k, v : torch.Tensor of shape (batch, heads, seq, head_dim)
+    attend : torch.Tensor of bool, broadcastable to (batch, heads, seq, seq)
+
+    Returns
+    -------
+    y : torch.Tensor of shape (batch, heads, seq, head_dim)
+    """
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (batch, heads, seq, seq)
+    scores += torch.zeros((), dtype=scores.dtype).masked_fill(~attend, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1) @ v
 
 
 class FeedForward(nn.Module):
@@ -107,11 +150,12 @@ class FeedForward(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.up = nn.Linear(config.d_model, config.d_ff)
+        self.activation = nn.GELU()
         self.down = nn.Linear(config.d_ff, config.d_model)
         self.dropout = Dropout(config.dropout)
 
     def forward(self, x):
-        return self.dropout(self.down(F.gelu(self.up(x))))
+        return self.dropout(self.down(self.activation(self.up(x))))
 
 
 class Block(nn.Module):
@@ -316,13 +360,73 @@ class MaskedLanguageModel(nn.Module):
         return F.linear(selected, self.encoder.token_embedding.weight, self.bias)
 
 
-def inference_replica(module, dtype):
+class OneDNNLinear(nn.Module):
+    """An inference-only linear layer, optionally followed by a GELU, in one oneDNN call.
+
+    PyTorch's CPU ``addmm`` first copies the bias into every row of its
+    output and then accumulates the product; oneDNN adds the bias, and
+    applies the GELU, inside the matmul kernel, and reads a weight packed
+    once into its preferred blocked layout. In a bfloat16 replica this made
+    ``predict`` about 15% faster (``benchmarks/levers.py``). The op has no
+    backward: use it only under ``torch.inference_mode``.
+
+    Parameters
+    ----------
+    linear : torch.nn.Linear
+        Its weight is packed into a new (opaque oneDNN) tensor; its bias is
+        shared.
+    gelu : bool, default=False
+        Apply the exact GELU to the output.
+    """
+
+    def __init__(self, linear, gelu=False):
+        super().__init__()
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), None)
+        self.bias = linear.bias
+        self.post_op, self.algorithm = ("gelu", "none") if gelu else ("none", "")
+
+    def forward(self, x):
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.post_op, [], self.algorithm)
+
+    def extra_repr(self):
+        return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, post_op={self.post_op}"
+
+
+@functools.cache
+def onednn_linear_works():
+    """Whether this PyTorch build runs :class:`OneDNNLinear` in bfloat16 correctly.
+
+    The op is internal to PyTorch (TorchInductor's CPU backend emits it), so
+    its presence and its result are checked once against ``F.linear``.
+    """
+    try:
+        generator = torch.Generator().manual_seed(0)
+        linear = nn.Linear(16, 8).to(torch.bfloat16)
+        x = torch.randn(2, 3, 16, generator=generator).to(torch.bfloat16)
+        with torch.inference_mode():
+            fused = OneDNNLinear(linear, gelu=True)(x)
+            plain = F.gelu(linear(x))
+        return fused.shape == plain.shape and torch.allclose(fused.float(), plain.float(), atol=0.05, rtol=0.05)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+def inference_replica(module, dtype, fuse_linear=False):
     """A copy of ``module`` for inference with its blocks stored in ``dtype``.
 
     Casting weights once is faster than autocasting them at every call. The
     embeddings feeding the blocks follow; the final LayerNorm, the pooling,
     a classification head and an n-gram path stay in float32, so outputs
     keep float32 precision.
+
+    Parameters
+    ----------
+    module : TextEncoder, SequenceClassifier or MaskedLanguageModel
+    dtype : torch.dtype
+    fuse_linear : bool, default=False
+        Run the blocks' linear layers as :class:`OneDNNLinear`, the
+        feed-forward GELU fused into the first; for CPU replicas, where
+        :func:`onednn_linear_works`.
     """
     replica = copy.deepcopy(module).to(dtype).eval()
     encoder = replica.encoder if hasattr(replica, "encoder") else replica
@@ -330,6 +434,12 @@ def inference_replica(module, dtype):
     for name in ("head", "ngrams"):
         if getattr(replica, name, None) is not None:
             getattr(replica, name).float()
+    if fuse_linear:
+        for block in encoder.blocks:
+            block.attention.qkv = OneDNNLinear(block.attention.qkv)
+            block.attention.out = OneDNNLinear(block.attention.out)
+            block.ff.up, block.ff.activation = OneDNNLinear(block.ff.up, gelu=True), nn.Identity()
+            block.ff.down = OneDNNLinear(block.ff.down)
     return replica
 
 

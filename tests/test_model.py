@@ -1,0 +1,90 @@
+"""The PyTorch model's fast paths agree with the plain PyTorch ops they replace."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from skattn._model import (
+    EncoderConfig,
+    OneDNNLinear,
+    SequenceClassifier,
+    TextEncoder,
+    _unfused_attention,
+    inference_replica,
+    onednn_linear_works,
+)
+
+CONFIG = EncoderConfig(
+    vocab_size=50, max_length=24, d_model=32, n_heads=4, n_layers=2, d_ff=64, dropout=0.0, pooling="mean"
+)
+
+
+def padded_ids(generator):
+    ids = torch.randint(5, CONFIG.vocab_size, (3, 20), generator=generator)
+    ids[0, 12:] = CONFIG.pad_id
+    ids[2, 5:] = CONFIG.pad_id
+    return ids
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+def test_unfused_attention_matches_scaled_dot_product_attention(dtype, tolerance):
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 7, 8, generator=generator, dtype=torch.float64) for _ in range(3))
+    attend = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+    attend[1, ..., 4:] = False  # the second sequence has three padding keys
+    inputs = [t.to(dtype).requires_grad_() for t in (q, k, v)]
+    reference = [t.detach().double().requires_grad_() for t in inputs]
+
+    fast = _unfused_attention(*inputs, attend)
+    exact = F.scaled_dot_product_attention(*reference, attn_mask=attend)
+    torch.testing.assert_close(fast.double(), exact, atol=tolerance, rtol=tolerance)
+
+    fast.double().square().sum().backward()
+    exact.square().sum().backward()
+    for mine, theirs in zip(inputs, reference):
+        torch.testing.assert_close(mine.grad.double(), theirs.grad, atol=5 * tolerance, rtol=5 * tolerance)
+    assert torch.all(inputs[1].grad[1, :, 4:] == 0)  # masked keys get no gradient
+
+
+def test_unfused_attention_gives_uniform_weights_to_a_fully_masked_row():
+    q = k = torch.zeros(1, 1, 3, 2)
+    v = torch.arange(6.0).view(1, 1, 3, 2)
+    y = _unfused_attention(q, k, v, torch.zeros(1, 1, 1, 3, dtype=torch.bool))
+    assert torch.isfinite(y).all()
+    torch.testing.assert_close(y[0, 0, 0], v[0, 0].mean(dim=0))
+
+
+def test_bf16_training_attention_follows_the_fp32_model():
+    torch.manual_seed(0)
+    model = SequenceClassifier(TextEncoder(CONFIG), 3).train()
+    ids = padded_ids(torch.Generator().manual_seed(1))
+    fp32 = model(ids)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = model(ids)  # the unfused attention path
+    torch.testing.assert_close(bf16.float(), fp32, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.skipif(not onednn_linear_works(), reason="this PyTorch build has no oneDNN linear op")
+def test_onednn_linear_matches_linear_and_gelu():
+    generator = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(32, 48).to(torch.bfloat16)
+    x = torch.randn(3, 5, 32, generator=generator).to(torch.bfloat16)
+    with torch.inference_mode():
+        torch.testing.assert_close(OneDNNLinear(linear)(x), linear(x), atol=2e-2, rtol=2e-2)
+        torch.testing.assert_close(OneDNNLinear(linear, gelu=True)(x), F.gelu(linear(x)), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.skipif(not onednn_linear_works(), reason="this PyTorch build has no oneDNN linear op")
+def test_fused_replica_matches_the_plain_replica():
+    torch.manual_seed(0)
+    model = SequenceClassifier(TextEncoder(CONFIG), 3).eval()
+    ids = padded_ids(torch.Generator().manual_seed(1))
+    plain = inference_replica(model, torch.bfloat16)
+    fused = inference_replica(model, torch.bfloat16, fuse_linear=True)
+    assert isinstance(fused.encoder.blocks[0].ff.up, OneDNNLinear)
+    assert isinstance(plain.encoder.blocks[0].ff.up, torch.nn.Linear)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(ids), plain(ids), atol=2e-2, rtol=2e-2)
+        torch.testing.assert_close(fused(ids), model(ids), atol=5e-2, rtol=5e-2)
+    # The replica is a copy: the fitted model keeps its own float32 weights.
+    assert model.encoder.blocks[0].ff.up.weight.dtype == torch.float32
