@@ -103,7 +103,8 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(config.d_model, config.d_model)
         self.dropout = Dropout(config.dropout)
 
-    def forward(self, x, attend):
+    def forward(self, x, attend, residual=None):
+        """Attention output ``(batch, seq, d_model)``, plus ``residual`` when given."""
         batch, seq, d_model = x.shape
         head_dim = d_model // self.n_heads
         q, k, v = self.qkv(x).split(d_model, dim=2)  # 3 x (batch, seq, d_model)
@@ -116,7 +117,7 @@ class SelfAttention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)  # (batch, heads, seq, head_dim)
         y = y.transpose(1, 2).reshape(batch, seq, d_model)  # (batch, seq, d_model)
-        return self.dropout(self.out(y))
+        return _project(self.out, self.dropout, y, residual)
 
 
 def _unfused_attention(q, k, v, attend):
@@ -154,8 +155,21 @@ class FeedForward(nn.Module):
         self.down = nn.Linear(config.d_ff, config.d_model)
         self.dropout = Dropout(config.dropout)
 
-    def forward(self, x):
-        return self.dropout(self.down(self.activation(self.up(x))))
+    def forward(self, x, residual=None):
+        """Output ``(batch, seq, d_model)``, plus ``residual`` when given."""
+        return _project(self.down, self.dropout, self.activation(self.up(x)), residual)
+
+
+def _project(linear, dropout, x, residual):
+    """``dropout(linear(x))``, plus ``residual`` unless it is None.
+
+    A :class:`OneDNNLinear` (inference replicas, where dropout is off) adds
+    the residual inside its matmul kernel.
+    """
+    if isinstance(linear, OneDNNLinear):
+        return linear(x, residual)
+    y = dropout(linear(x))
+    return y if residual is None else residual + y
 
 
 class Block(nn.Module):
@@ -169,8 +183,8 @@ class Block(nn.Module):
         self.ff = FeedForward(config)
 
     def forward(self, x, attend):
-        x = x + self.attention(self.norm_attention(x), attend)  # (batch, seq, d_model)
-        return x + self.ff(self.norm_ff(x))  # (batch, seq, d_model)
+        x = self.attention(self.norm_attention(x), attend, residual=x)  # (batch, seq, d_model)
+        return self.ff(self.norm_ff(x), residual=x)  # (batch, seq, d_model)
 
 
 def pool(hidden, keep, method):
@@ -365,10 +379,10 @@ class OneDNNLinear(nn.Module):
 
     PyTorch's CPU ``addmm`` first copies the bias into every row of its
     output and then accumulates the product; oneDNN adds the bias, and
-    applies the GELU, inside the matmul kernel, and reads a weight packed
-    once into its preferred blocked layout. In a bfloat16 replica this made
-    ``predict`` about 15% faster (``benchmarks/levers.py``). The op has no
-    backward: use it only under ``torch.inference_mode``.
+    applies the GELU or adds a residual, inside the matmul kernel, and reads
+    a weight packed once into its preferred blocked layout. In a bfloat16
+    replica this made ``predict`` about 15% faster (``benchmarks/levers.py``).
+    The op has no backward: use it only under ``torch.inference_mode``.
 
     Parameters
     ----------
@@ -385,8 +399,13 @@ class OneDNNLinear(nn.Module):
         self.bias = linear.bias
         self.post_op, self.algorithm = ("gelu", "none") if gelu else ("none", "")
 
-    def forward(self, x):
-        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.post_op, [], self.algorithm)
+    def forward(self, x, residual=None):
+        """``linear(x)``, then the GELU if any, plus ``residual`` when given."""
+        if residual is None:
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.post_op, [], self.algorithm)
+        if self.post_op != "none":
+            raise ValueError("A residual can only be added to a linear layer without activation.")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, self.weight, self.bias, "add")
 
     def extra_repr(self):
         return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, post_op={self.post_op}"
@@ -406,7 +425,12 @@ def onednn_linear_works():
         with torch.inference_mode():
             fused = OneDNNLinear(linear, gelu=True)(x)
             plain = F.gelu(linear(x))
-        return fused.shape == plain.shape and torch.allclose(fused.float(), plain.float(), atol=0.05, rtol=0.05)
+            fused_sum = OneDNNLinear(linear)(x, residual=plain)
+            plain_sum = linear(x) + plain
+        return all(
+            mine.shape == theirs.shape and torch.allclose(mine.float(), theirs.float(), atol=0.05, rtol=0.05)
+            for mine, theirs in ((fused, plain), (fused_sum, plain_sum))
+        )
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
 

@@ -72,6 +72,10 @@ def test_onednn_linear_matches_linear_and_gelu():
     with torch.inference_mode():
         torch.testing.assert_close(OneDNNLinear(linear)(x), linear(x), atol=2e-2, rtol=2e-2)
         torch.testing.assert_close(OneDNNLinear(linear, gelu=True)(x), F.gelu(linear(x)), atol=2e-2, rtol=2e-2)
+        residual = torch.randn(3, 5, 48, generator=generator).to(torch.bfloat16)
+        torch.testing.assert_close(OneDNNLinear(linear)(x, residual), linear(x) + residual, atol=3e-2, rtol=2e-2)
+        with pytest.raises(ValueError, match="without activation"):
+            OneDNNLinear(linear, gelu=True)(x, residual)
 
 
 @pytest.mark.skipif(not onednn_linear_works(), reason="this PyTorch build has no oneDNN linear op")
