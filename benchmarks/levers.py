@@ -11,9 +11,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from skattn._ngrams import fit_ngram_vectorizer, transform_ngrams
 from skattn._model import Dropout, EncoderConfig, SequenceClassifier, TextEncoder, _unfused_attention, inference_replica
 
 CONFIG = dict(vocab_size=8000, max_length=256, d_model=256, n_heads=4, n_layers=4, d_ff=1024, dropout=0.1, pooling="mean")
@@ -124,6 +126,18 @@ def fused_linear_variants():
     )
 
 
+def ngram_variants():
+    """TF-IDF word 1-2 grams of 800 synthetic documents of 120 Zipf-distributed words."""
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(20000)])
+    documents = [" ".join(words[np.minimum(rng.zipf(1.3, 120), 20000) - 1]) for _ in range(800)]
+    vectorizer, _ = fit_ngram_vectorizer(documents, ngram_range=(1, 2), lowercase=True)
+    sklearn_s, skattn_s = paired(
+        lambda: vectorizer.transform(documents), lambda: transform_ngrams(vectorizer, documents), repeats=2
+    )
+    return "n-gram TF-IDF of 800 documents", "TfidfVectorizer.transform", sklearn_s, "transform_ngrams (skattn)", skattn_s
+
+
 def compile_variants():
     """A bf16 training step of the model, eager against ``torch.compile`` (one width)."""
     torch.manual_seed(0)
@@ -201,6 +215,7 @@ def main():
         attention_kernel_variants(),
         inference_variants(),
         fused_linear_variants(),
+        ngram_variants(),
         padding_variants(torch.get_num_threads()),
     ]
     if args.compile:

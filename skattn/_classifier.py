@@ -15,7 +15,7 @@ from ._base import _AttentionBase, classification_loss, resolve_device, seeded_t
 from ._docs import SHARED_PARAMETERS, TRAINING_ATTRIBUTES
 from ._encoder import AttentionEncoder
 from ._model import SequenceClassifier, TextEncoder
-from ._ngrams import fit_ngram_vectorizer
+from ._ngrams import fit_ngram_vectorizer, transform_ngrams
 from ._text import check_documents
 from ._training import TrainingData, warn_if_not_converged
 
@@ -422,7 +422,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     def _inputs(self, documents):
         inputs = super()._inputs(documents)
         if self.ngram_vectorizer_ is not None:
-            inputs.ngrams = self.ngram_vectorizer_.transform(documents)
+            inputs.ngrams = transform_ngrams(self.ngram_vectorizer_, documents)
         return inputs
 
     def __sklearn_tags__(self):

@@ -9,7 +9,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from skattn import AttentionClassifier
-from skattn._ngrams import MAX_NGRAM_FEATURES, WordNgrams, fit_ngram_vectorizer
+from skattn._ngrams import MAX_NGRAM_FEATURES, WordNgrams, fit_ngram_vectorizer, transform_ngrams
 
 from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
 
@@ -20,6 +20,9 @@ def test_words_split_as_the_tokenizer_splits_them():
     # Han characters are words of their own; punctuation is dropped.
     assert analyzer("股票上涨。OK") == ["股", "票", "上", "涨", "ok", "股 票", "票 上", "上 涨", "涨 ok"]
     assert WordNgrams((2, 3), lowercase=False)("A b c") == ["A b", "b c", "A b c"]
+    # Longer n-grams are built from the words, never from the shorter n-grams.
+    assert WordNgrams((1, 3), lowercase=False)("A b c") == ["A", "b", "c", "A b", "b c", "A b c"]
+    assert WordNgrams((1, 4), lowercase=False)("a b") == ["a", "b", "a b"]
     assert analyzer("...") == []
 
 
@@ -41,6 +44,26 @@ def test_vectorizer_keeps_the_most_frequent_ngrams_and_drops_the_rest():
     assert rows.dtype == np.float32
     np.testing.assert_allclose(np.sqrt(rows.multiply(rows).sum(axis=1)).A1, [1.0, 0.0], atol=1e-6)
     assert MAX_NGRAM_FEATURES == 2**18
+
+
+def test_fast_transform_gives_the_vectorizers_matrix():
+    vectorizer, _ = fit_ngram_vectorizer(TOPIC_TEXTS + ["股票上涨 股票"], ngram_range=(1, 2), lowercase=True)
+    documents = [
+        TOPIC_TEXTS[0],
+        TOPIC_TEXTS[1] + " " + TOPIC_TEXTS[1],  # every n-gram twice: sublinear counts
+        "",
+        "...",
+        "words never seen zzzz qqqq",
+        "股票上涨。股票",
+    ]
+    fast = transform_ngrams(vectorizer, documents)
+    reference = vectorizer.transform(documents)
+    assert fast.dtype == np.float32 and fast.shape == reference.shape
+    assert fast.has_canonical_format
+    np.testing.assert_array_equal(fast.indptr, reference.indptr)
+    np.testing.assert_array_equal(fast.indices, reference.indices)
+    np.testing.assert_allclose(fast.data, reference.data, rtol=1e-6)
+    assert fast[2].nnz == 0 and fast[1].nnz > 0
 
 
 def test_vectorizer_needs_a_word():
