@@ -38,6 +38,7 @@ from torch.nn import functional as F
 import skattn
 from skattn import AttentionClassifier
 from skattn._text import PAD_ID, encode, length_batches, train_tokenizer
+from skattn._training import cpu_has_native_bf16
 
 from _data import load_tsv
 
@@ -237,15 +238,6 @@ def epoch_result(lengths, batches, batching, epoch_s):
         "useful_flops": useful,
         "executed_flops": executed,
     }
-
-
-def native_bf16():
-    """Whether this CPU has bfloat16 instructions (AMX or AVX512-BF16).
-
-    That is when skattn's ``precision="auto"`` trains in bf16 on the CPU.
-    """
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def autocast_for(precision):
@@ -585,7 +577,7 @@ def best_of(runs):
 
 def reference_row(rows, results):
     """The skattn row that ``precision='auto'`` would pick here, else any skattn row that ran."""
-    auto = "bf16" if native_bf16() else "fp32"
+    auto = "bf16" if cpu_has_native_bf16() else "fp32"
     candidates = [r for r in rows if r.framework == "skattn" and results.get(r.name)]
     candidates.sort(key=lambda r: r.precision != auto)
     return candidates[0] if candidates else None
@@ -603,7 +595,7 @@ def header_lines(args, facts):
     work, lengths, ceilings = facts["work"], facts["lengths"], facts["ceilings"]
     return [
         f"CPU: {cpu_model()}; {os.cpu_count()} logical cores, {len(os.sched_getaffinity(0))} usable; "
-        f"native bf16 (AVX512-BF16/AMX): {'yes' if native_bf16() else 'no'}; "
+        f"native bf16 (AVX512-BF16/AMX): {'yes' if cpu_has_native_bf16() else 'no'}; "
         f"load average at start {facts['load_average']:.1f}",
         f"torch {torch.__version__}, transformers {package_version('transformers')}, "
         f"skattn {skattn.__version__}; torch threads {args.threads}",

@@ -289,7 +289,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             if warm:
                 tokenizer, config, vectorizer = self.tokenizer_, self.config_, self.ngram_vectorizer_
                 module = copy.deepcopy(self.model_).to(device)
-                ngrams = None if vectorizer is None else vectorizer.transform(documents)
+                ngrams = None if vectorizer is None else transform_ngrams(vectorizer, documents)
             else:
                 tokenizer, config, encoder = pretrained or self._new_encoder(documents)
                 vectorizer, ngrams = self._fit_ngram_vectorizer(documents)

@@ -64,7 +64,7 @@ def test_bf16_training_attention_follows_the_fp32_model():
     torch.testing.assert_close(bf16.float(), fp32, atol=0.05, rtol=0.05)
 
 
-@pytest.mark.skipif(not onednn_linear_works(), reason="this PyTorch build has no oneDNN linear op")
+@pytest.mark.skipif(not onednn_linear_works(), reason="PyTorch build without a working oneDNN linear op (torch.ops.mkldnn); skattn falls back to nn.Linear")
 def test_onednn_linear_matches_linear_and_gelu():
     generator = torch.Generator().manual_seed(0)
     linear = torch.nn.Linear(32, 48).to(torch.bfloat16)
@@ -78,7 +78,7 @@ def test_onednn_linear_matches_linear_and_gelu():
             OneDNNLinear(linear, gelu=True)(x, residual)
 
 
-@pytest.mark.skipif(not onednn_linear_works(), reason="this PyTorch build has no oneDNN linear op")
+@pytest.mark.skipif(not onednn_linear_works(), reason="PyTorch build without a working oneDNN linear op (torch.ops.mkldnn); skattn falls back to nn.Linear")
 def test_fused_replica_matches_the_plain_replica():
     torch.manual_seed(0)
     model = SequenceClassifier(TextEncoder(CONFIG), 3).eval()
