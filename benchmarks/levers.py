@@ -126,6 +126,23 @@ def fused_linear_variants():
     )
 
 
+def activation_variants():
+    """The fused bf16 replica with the feed-forward GELU against the ReLU."""
+    ids = torch.randint(5, 8000, (32, 112))
+    replicas = []
+    for activation in ("gelu", "relu"):
+        torch.manual_seed(0)
+        model = SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG, activation=activation)), 8).eval()
+        replicas.append(inference_replica(model, torch.bfloat16, fuse_linear=True))
+
+    def run(replica):
+        with torch.inference_mode():
+            replica(ids)
+
+    gelu_s, relu_s = paired(lambda: run(replicas[0]), lambda: run(replicas[1]))
+    return "inference batch, fused bf16 replica (32x112)", "exact GELU in the oneDNN matmul", gelu_s, "ReLU (skattn's default)", relu_s
+
+
 def ngram_variants():
     """TF-IDF word 1-2 grams of 800 synthetic documents of 120 Zipf-distributed words."""
     rng = np.random.default_rng(0)
@@ -215,6 +232,7 @@ def main():
         attention_kernel_variants(),
         inference_variants(),
         fused_linear_variants(),
+        activation_variants(),
         ngram_variants(),
         padding_variants(torch.get_num_threads()),
     ]

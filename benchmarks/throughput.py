@@ -60,10 +60,15 @@ class Row:
     precision: str  # "fp32" or "bf16"
     batching: str  # "bucketed", "random" (pad to longest) or "fixed" (pad to MAX_LENGTH)
     summary: str
+    activation: str = None  # skattn rows: the feed-forward activation; None for skattn's default
 
 
 ROWS = (
     Row("skattn-bf16", "skattn", "bf16", "bucketed", "AttentionClassifier(precision='bf16').fit, .predict"),
+    Row(
+        "skattn-bf16-gelu", "skattn", "bf16", "bucketed",
+        "AttentionClassifier(precision='bf16', activation='gelu'): the peers' activation", activation="gelu",
+    ),
     Row("skattn-fp32", "skattn", "fp32", "bucketed", "AttentionClassifier(precision='fp32').fit, .predict"),
     Row(
         "bert-typical", "bert", "fp32", "random",
@@ -252,7 +257,9 @@ _EPOCH_LINE = re.compile(r"epoch 1/1 .*?([\d,]+) tokens/s")
 
 
 def skattn_params(row, seed):
+    activation = {} if row.activation is None else {"activation": row.activation}
     return dict(
+        **activation,
         d_model=D_MODEL,
         n_layers=N_LAYERS,
         n_heads=N_HEADS,

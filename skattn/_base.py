@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from tokenizers import Tokenizer
 
-from ._model import POOLINGS, EncoderConfig, TextEncoder, inference_replica, onednn_linear_works
+from ._model import ACTIVATIONS, POOLINGS, EncoderConfig, TextEncoder, inference_replica, onednn_linear_works
 from ._text import PAD_ID, SPECIAL_TOKENS, check_documents, encode, train_tokenizer
 from ._training import TrainingData, checkpoint_key, cpu_has_native_bf16, infer, resolve_precision, train
 
@@ -41,6 +41,7 @@ class _AttentionBase(BaseEstimator):
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 0, None, closed="left")],
         "d_ff": [Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "pooling": [StrOptions(set(POOLINGS))],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -126,6 +127,7 @@ class _AttentionBase(BaseEstimator):
             d_ff=self.d_ff,
             dropout=self.dropout,
             pooling=self.pooling,
+            activation=self.activation,
             pad_id=PAD_ID,
         )
         return tokenizer, config, TextEncoder(config)
@@ -290,6 +292,8 @@ class _AttentionBase(BaseEstimator):
         return state
 
     def __setstate__(self, state):
+        # Estimators pickled before the activation parameter existed were GELU models.
+        state = {"activation": "gelu", **state}
         if "model_" in state:
             weights = state["model_"]
             state = dict(state, tokenizer_=Tokenizer.from_str(state["tokenizer_"]))

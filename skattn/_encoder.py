@@ -77,6 +77,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         n_heads=4,
         n_layers=2,
         d_ff=1024,
+        activation="relu",
         dropout=0.1,
         pooling="mean",
         batch_size=32,
@@ -106,6 +107,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         self.n_heads = n_heads
         self.n_layers = n_layers
         self.d_ff = d_ff
+        self.activation = activation
         self.dropout = dropout
         self.pooling = pooling
         self.batch_size = batch_size

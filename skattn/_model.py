@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 POOLINGS = ("mean", "cls", "max")
+ACTIVATIONS = ("relu", "gelu")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class EncoderConfig:
     d_ff: int
     dropout: float
     pooling: str
+    # Configs saved before this field existed were GELU models.
+    activation: str = "gelu"
     pad_id: int = 0
 
     def to_dict(self):
@@ -146,18 +149,27 @@ def _unfused_attention(q, k, v, attend):
 
 
 class FeedForward(nn.Module):
-    """Position-wise two-layer perceptron with a GELU."""
+    """Position-wise two-layer perceptron with a ReLU or an exact GELU."""
 
     def __init__(self, config):
         super().__init__()
         self.up = nn.Linear(config.d_model, config.d_ff)
-        self.activation = nn.GELU()
+        self.activation = activation_module(config.activation)
         self.down = nn.Linear(config.d_ff, config.d_model)
         self.dropout = Dropout(config.dropout)
 
     def forward(self, x, residual=None):
         """Output ``(batch, seq, d_model)``, plus ``residual`` when given."""
         return _project(self.down, self.dropout, self.activation(self.up(x)), residual)
+
+
+def activation_module(name):
+    """The activation ``name`` (one of ``ACTIVATIONS``) as a module."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "gelu":
+        return nn.GELU()
+    raise ValueError(f"Unknown activation {name!r}; expected one of {ACTIVATIONS}.")
 
 
 def _project(linear, dropout, x, residual):
@@ -375,32 +387,37 @@ class MaskedLanguageModel(nn.Module):
 
 
 class OneDNNLinear(nn.Module):
-    """An inference-only linear layer, optionally followed by a GELU, in one oneDNN call.
+    """An inference-only linear layer, optionally followed by an activation, in one oneDNN call.
 
     PyTorch's CPU ``addmm`` first copies the bias into every row of its
     output and then accumulates the product; oneDNN adds the bias, and
-    applies the GELU or adds a residual, inside the matmul kernel, and reads
-    a weight packed once into its preferred blocked layout. In a bfloat16
-    replica this made ``predict`` about 15% faster (``benchmarks/levers.py``).
-    The op has no backward: use it only under ``torch.inference_mode``.
+    applies the activation or adds a residual, inside the matmul kernel, and
+    reads a weight packed once into its preferred blocked layout. In a
+    bfloat16 replica this made ``predict`` about 15% faster
+    (``benchmarks/levers.py``). The op has no backward: use it only under
+    ``torch.inference_mode``.
 
     Parameters
     ----------
     linear : torch.nn.Linear
         Its weight is packed into a new (opaque oneDNN) tensor; its bias is
         shared.
-    gelu : bool, default=False
-        Apply the exact GELU to the output.
+    activation : {"relu", "gelu"}, default=None
+        Apply the ReLU or the exact GELU to the output; None for none.
     """
 
-    def __init__(self, linear, gelu=False):
+    _POST_OPS = {None: ("none", ""), "relu": ("relu", ""), "gelu": ("gelu", "none")}
+
+    def __init__(self, linear, activation=None):
         super().__init__()
+        if activation not in self._POST_OPS:
+            raise ValueError(f"Unknown activation {activation!r}; expected None or one of {ACTIVATIONS}.")
         self.weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), None)
         self.bias = linear.bias
-        self.post_op, self.algorithm = ("gelu", "none") if gelu else ("none", "")
+        self.post_op, self.algorithm = self._POST_OPS[activation]
 
     def forward(self, x, residual=None):
-        """``linear(x)``, then the GELU if any, plus ``residual`` when given."""
+        """``linear(x)``, then the activation if any, plus ``residual`` when given."""
         if residual is None:
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.post_op, [], self.algorithm)
         if self.post_op != "none":
@@ -423,13 +440,12 @@ def onednn_linear_works():
         linear = nn.Linear(16, 8).to(torch.bfloat16)
         x = torch.randn(2, 3, 16, generator=generator).to(torch.bfloat16)
         with torch.inference_mode():
-            fused = OneDNNLinear(linear, gelu=True)(x)
-            plain = F.gelu(linear(x))
-            fused_sum = OneDNNLinear(linear)(x, residual=plain)
-            plain_sum = linear(x) + plain
+            pairs = [(OneDNNLinear(linear, name)(x), activation_module(name)(linear(x))) for name in ACTIVATIONS]
+            plain = pairs[0][1]
+            pairs.append((OneDNNLinear(linear)(x, residual=plain), linear(x) + plain))
         return all(
             mine.shape == theirs.shape and torch.allclose(mine.float(), theirs.float(), atol=0.05, rtol=0.05)
-            for mine, theirs in ((fused, plain), (fused_sum, plain_sum))
+            for mine, theirs in pairs
         )
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
@@ -449,7 +465,7 @@ def inference_replica(module, dtype, fuse_linear=False):
     dtype : torch.dtype
     fuse_linear : bool, default=False
         Run the blocks' linear layers as :class:`OneDNNLinear`, the
-        feed-forward GELU fused into the first; for CPU replicas, where
+        feed-forward activation fused into the first; for CPU replicas, where
         :func:`onednn_linear_works`.
     """
     replica = copy.deepcopy(module).to(dtype).eval()
@@ -462,7 +478,8 @@ def inference_replica(module, dtype, fuse_linear=False):
         for block in encoder.blocks:
             block.attention.qkv = OneDNNLinear(block.attention.qkv)
             block.attention.out = OneDNNLinear(block.attention.out)
-            block.ff.up, block.ff.activation = OneDNNLinear(block.ff.up, gelu=True), nn.Identity()
+            block.ff.up = OneDNNLinear(block.ff.up, encoder.config.activation)
+            block.ff.activation = nn.Identity()
             block.ff.down = OneDNNLinear(block.ff.down)
     return replica
 

@@ -1,5 +1,8 @@
 """The PyTorch model's fast paths agree with the plain PyTorch ops they replace."""
 
+import dataclasses
+import pickle
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -65,30 +68,56 @@ def test_bf16_training_attention_follows_the_fp32_model():
 
 
 @pytest.mark.skipif(not onednn_linear_works(), reason="PyTorch build without a working oneDNN linear op (torch.ops.mkldnn); skattn falls back to nn.Linear")
-def test_onednn_linear_matches_linear_and_gelu():
+@pytest.mark.parametrize("activation, reference", [(None, lambda y: y), ("relu", F.relu), ("gelu", F.gelu)])
+def test_onednn_linear_matches_linear_and_activation(activation, reference):
     generator = torch.Generator().manual_seed(0)
     linear = torch.nn.Linear(32, 48).to(torch.bfloat16)
     x = torch.randn(3, 5, 32, generator=generator).to(torch.bfloat16)
     with torch.inference_mode():
-        torch.testing.assert_close(OneDNNLinear(linear)(x), linear(x), atol=2e-2, rtol=2e-2)
-        torch.testing.assert_close(OneDNNLinear(linear, gelu=True)(x), F.gelu(linear(x)), atol=2e-2, rtol=2e-2)
+        torch.testing.assert_close(OneDNNLinear(linear, activation)(x), reference(linear(x)), atol=2e-2, rtol=2e-2)
         residual = torch.randn(3, 5, 48, generator=generator).to(torch.bfloat16)
-        torch.testing.assert_close(OneDNNLinear(linear)(x, residual), linear(x) + residual, atol=3e-2, rtol=2e-2)
-        with pytest.raises(ValueError, match="without activation"):
-            OneDNNLinear(linear, gelu=True)(x, residual)
+        if activation is None:
+            torch.testing.assert_close(OneDNNLinear(linear)(x, residual), linear(x) + residual, atol=3e-2, rtol=2e-2)
+        else:
+            with pytest.raises(ValueError, match="without activation"):
+                OneDNNLinear(linear, activation)(x, residual)
+
+
+def test_onednn_linear_rejects_an_unknown_activation():
+    with pytest.raises(ValueError, match="Unknown activation 'tanh'"):
+        OneDNNLinear(torch.nn.Linear(4, 4), "tanh")
 
 
 @pytest.mark.skipif(not onednn_linear_works(), reason="PyTorch build without a working oneDNN linear op (torch.ops.mkldnn); skattn falls back to nn.Linear")
-def test_fused_replica_matches_the_plain_replica():
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_fused_replica_matches_the_plain_replica(activation):
     torch.manual_seed(0)
-    model = SequenceClassifier(TextEncoder(CONFIG), 3).eval()
+    model = SequenceClassifier(TextEncoder(dataclasses.replace(CONFIG, activation=activation)), 3).eval()
     ids = padded_ids(torch.Generator().manual_seed(1))
     plain = inference_replica(model, torch.bfloat16)
     fused = inference_replica(model, torch.bfloat16, fuse_linear=True)
     assert isinstance(fused.encoder.blocks[0].ff.up, OneDNNLinear)
+    assert fused.encoder.blocks[0].ff.up.post_op == activation
     assert isinstance(plain.encoder.blocks[0].ff.up, torch.nn.Linear)
     with torch.inference_mode():
         torch.testing.assert_close(fused(ids), plain(ids), atol=2e-2, rtol=2e-2)
         torch.testing.assert_close(fused(ids), model(ids), atol=5e-2, rtol=5e-2)
     # The replica is a copy: the fitted model keeps its own float32 weights.
     assert model.encoder.blocks[0].ff.up.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("activation, module", [("relu", torch.nn.ReLU), ("gelu", torch.nn.GELU)])
+def test_feed_forward_uses_the_configured_activation(activation, module):
+    encoder = TextEncoder(dataclasses.replace(CONFIG, activation=activation))
+    assert all(isinstance(block.ff.activation, module) for block in encoder.blocks)
+
+
+def test_a_config_saved_without_activation_loads_as_gelu():
+    # Models saved before the activation option were GELU models; their
+    # pickled config has no "activation" entry.
+    state = {key: value for key, value in CONFIG.to_dict().items() if key != "activation"}
+    config = EncoderConfig.__new__(EncoderConfig)
+    config.__dict__.update(state)
+    restored = pickle.loads(pickle.dumps(config))
+    assert restored.activation == "gelu"
+    assert isinstance(TextEncoder(restored).blocks[0].ff.activation, torch.nn.GELU)

@@ -115,3 +115,18 @@ def test_fit_leaves_global_torch_state_alone():
     AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
     assert torch.equal(torch.rand(3), expected)
     assert torch.get_num_threads() == threads
+
+
+def test_estimator_pickled_before_the_activation_parameter_loads_as_gelu():
+    clf = AttentionClassifier(**TINY, activation="gelu").fit(TOPIC_TEXTS, TOPIC_LABELS)
+    state = clf.__getstate__()
+    # What an older skattn wrote: no activation parameter, no config field.
+    del state["activation"]
+    old_config = type(clf.config_).__new__(type(clf.config_))
+    old_config.__dict__.update({k: v for k, v in clf.config_.to_dict().items() if k != "activation"})
+    state["config_"] = old_config
+    restored = AttentionClassifier.__new__(AttentionClassifier)
+    restored.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert restored.get_params()["activation"] == "gelu"
+    assert restored.config_.activation == "gelu"
+    np.testing.assert_array_equal(restored.predict_proba(TOPIC_TEXTS), clf.predict_proba(TOPIC_TEXTS))

@@ -211,6 +211,7 @@ def test_one_class_error_names_the_label_as_given(Estimator, y, shown):
     [
         ({"tokenizer": "foo"}, "'tokenizer' parameter"),
         ({"pooling": "sum"}, "'pooling' parameter"),
+        ({"activation": "tanh"}, "'activation' parameter"),
         ({"dropout": 1.5}, "'dropout' parameter"),
         ({"dropout": 1.0}, "'dropout' parameter"),
         ({"vocab_size": 0}, "'vocab_size' parameter"),
