@@ -382,6 +382,7 @@ class MaskedLanguageModel(nn.Module):
         """
         hidden, _ = self.encoder(ids)
         selected = hidden.flatten(0, 1)[positions]  # (n_selected, d_model)
+        # BERT's prediction head; the ``activation`` option covers the blocks only.
         selected = self.norm(F.gelu(self.transform(selected)))
         return F.linear(selected, self.encoder.token_embedding.weight, self.bias)
 

@@ -343,3 +343,21 @@ def test_unlabeled_samples_marked_minus_one():
     assert clf.predict_proba(texts).shape == (len(texts), 3)
     with pytest.raises(ValueError, match="no labeled samples"):
         AttentionClassifier(**TINY).fit(texts, [-1] * len(texts))
+
+
+@pytest.mark.parametrize("fixture", ["fitted_classifier", "fitted_encoder"])
+def test_default_activation_reaches_the_model(request, fixture):
+    estimator = request.getfixturevalue(fixture)
+    assert estimator.get_params()["activation"] == "relu"
+    assert estimator.config_.activation == "relu"
+    encoder = getattr(estimator.model_, "encoder", estimator.model_)
+    assert all(isinstance(block.ff.activation, torch.nn.ReLU) for block in encoder.blocks)
+
+
+def test_pretrained_encoder_decides_the_activation():
+    # The encoder's architecture parameters win over the classifier's.
+    encoder = AttentionEncoder(**TINY, activation="gelu")
+    clf = AttentionClassifier(**TINY, activation="relu", encoder=encoder).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert clf.config_.activation == "gelu"
+    assert isinstance(clf.model_.encoder.blocks[0].ff.activation, torch.nn.GELU)
+    assert clf.score(TOPIC_TEXTS, TOPIC_LABELS) > 1 / 3
