@@ -112,18 +112,26 @@ def inference_variants():
     return "inference batch (32x112 tokens)", "bf16 autocast", autocast_s, "bf16 replica", replica_s
 
 
-def fused_linear_variants():
+def _replica(activation="relu", fuse_linear=False):
+    """A bf16 inference replica of a freshly initialised model of the benchmark's size."""
     torch.manual_seed(0)
-    model = SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG)), 8).eval()
+    model = SequenceClassifier(TextEncoder(EncoderConfig(**{**CONFIG, "activation": activation})), 8).eval()
+    return inference_replica(model, torch.bfloat16, fuse_linear=fuse_linear)
+
+
+def _paired_inference(first, second):
+    """``paired`` timings of one batch of 32x112 tokens through two modules."""
     ids = torch.randint(5, 8000, (32, 112))
-    plain = inference_replica(model, torch.bfloat16)
-    fused = inference_replica(model, torch.bfloat16, fuse_linear=True)
 
-    def run(replica):
+    def run(module):
         with torch.inference_mode():
-            replica(ids)
+            module(ids)
 
-    plain_s, fused_s = paired(lambda: run(plain), lambda: run(fused))
+    return paired(lambda: run(first), lambda: run(second))
+
+
+def fused_linear_variants():
+    plain_s, fused_s = _paired_inference(_replica(), _replica(fuse_linear=True))
     return (
         "inference batch, bf16 replica (32x112)", "nn.Linear, separate ReLU", plain_s,
         "oneDNN linear, packed, ReLU fused (skattn)", fused_s,
@@ -132,18 +140,7 @@ def fused_linear_variants():
 
 def activation_variants():
     """The fused bf16 replica with the feed-forward GELU against the ReLU."""
-    ids = torch.randint(5, 8000, (32, 112))
-    replicas = []
-    for activation in ("gelu", "relu"):
-        torch.manual_seed(0)
-        model = SequenceClassifier(TextEncoder(EncoderConfig(**{**CONFIG, "activation": activation})), 8).eval()
-        replicas.append(inference_replica(model, torch.bfloat16, fuse_linear=True))
-
-    def run(replica):
-        with torch.inference_mode():
-            replica(ids)
-
-    gelu_s, relu_s = paired(lambda: run(replicas[0]), lambda: run(replicas[1]))
+    gelu_s, relu_s = _paired_inference(_replica("gelu", fuse_linear=True), _replica("relu", fuse_linear=True))
     return "inference batch, fused bf16 replica (32x112)", "exact GELU in the oneDNN matmul", gelu_s, "ReLU (skattn's default)", relu_s
 
 
