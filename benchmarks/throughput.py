@@ -168,18 +168,14 @@ def fit_tokenizer(texts):
         kind=defaults["tokenizer"],
         vocab_size=defaults["vocab_size"],
         lowercase=defaults["lowercase"],
-        max_length=MAX_LENGTH,
     )
 
 
 def token_ids(tokenizer, texts):
     """One int32 array of token ids per text, truncated to ``MAX_LENGTH``.
 
-    Accepts both forms of ``skattn._text.encode``: a list of arrays, or an
-    object whose ``windows`` hold one window per document when not chunking.
     """
-    encoded = encode(tokenizer, texts)
-    return list(getattr(encoded, "windows", encoded))
+    return list(encode(tokenizer, texts, max_length=MAX_LENGTH).windows)
 
 
 def lengths_of(ids):

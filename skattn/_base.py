@@ -116,7 +116,6 @@ class _AttentionBase(BaseEstimator):
             kind=self.tokenizer,
             vocab_size=self.vocab_size,
             lowercase=self.lowercase,
-            max_length=self.max_length,
         )
         config = EncoderConfig(
             vocab_size=tokenizer.get_vocab_size(),
@@ -132,8 +131,8 @@ class _AttentionBase(BaseEstimator):
         )
         return tokenizer, config, TextEncoder(config)
 
-    def _encode(self, tokenizer, documents):
-        return encode(tokenizer, documents, chunk=self.long_text == "chunk")
+    def _encode(self, tokenizer, config, documents):
+        return encode(tokenizer, documents, max_length=config.max_length, chunk=self.long_text == "chunk")
 
     def _split(self, data, rng, stratify=None):
         """Carve a validation set out of ``data`` when ``early_stopping`` is on.
@@ -143,26 +142,32 @@ class _AttentionBase(BaseEstimator):
         if not self.early_stopping:
             return data, None
         rows = np.arange(len(data.encoded))
-        train_rows, validation_rows = train_test_split(
-            rows,
-            test_size=self.validation_fraction,
-            random_state=int(rng.integers(np.iinfo(np.int32).max)),
-            stratify=stratify,
-        )
+        try:
+            train_rows, validation_rows = train_test_split(
+                rows,
+                test_size=self.validation_fraction,
+                random_state=int(rng.integers(np.iinfo(np.int32).max)),
+                stratify=stratify,
+            )
+        except ValueError as error:
+            held_out = int(np.ceil(self.validation_fraction * len(rows)))
+            classes = "" if stratify is None else f" stratified over {len(np.unique(stratify))} classes"
+            raise ValueError(
+                f"early_stopping=True cannot hold out validation_fraction="
+                f"{self.validation_fraction} of {len(rows)} training documents ({held_out} "
+                f"documents){classes}: {error} Use a larger validation_fraction, more "
+                f"training documents, or early_stopping=False."
+            ) from None
         return data.subset(np.sort(train_rows)), data.subset(np.sort(validation_rows))
 
     def _run(self, module, data, loss_fn, *, rng, device, description, validation=None, score_fn=None, **options):
         """Train ``module`` with :func:`skattn._training.train`; return its History."""
         key = None
         if self.checkpoint_dir is not None:
-            params = {
-                k: v
-                for k, v in self.get_params(deep=False).items()
-                if k not in ("verbose", "checkpoint_dir", "resume", "device", "encoder")
-            }
             key = checkpoint_key(
                 description,
-                sorted(params.items()),
+                # The estimator's own weights matter only when this fit continues them.
+                fingerprint(self, with_state=self._warm()),
                 _digest(data),
                 None if validation is None else _digest(validation),
             )
@@ -184,8 +189,10 @@ class _AttentionBase(BaseEstimator):
     def _record(self, history, *, warm=False):
         """Set the fitted attributes that describe training from ``history``."""
         previous_curve = list(self.loss_curve_) if warm else []
+        previous_norms = list(getattr(self, "grad_norm_curve_", [])) if warm else []
         previous_scores = list(self.validation_scores_ or []) if warm else []
         self.loss_curve_ = previous_curve + history.loss_curve
+        self.grad_norm_curve_ = previous_norms + history.grad_norm_curve
         self.validation_scores_ = None if history.validation_scores is None else previous_scores + history.validation_scores
         self.best_score_ = history.best_score
         self.best_loss_ = history.best_loss
@@ -238,7 +245,7 @@ class _AttentionBase(BaseEstimator):
 
     def _inputs(self, documents):
         """What the fitted model reads from ``documents``, as a TrainingData."""
-        return TrainingData(self._encode(self.tokenizer_, documents))
+        return TrainingData(self._encode(self.tokenizer_, self.config_, documents))
 
     def _replica(self, dtype):
         """The fitted model with its blocks cast to ``dtype``, made once per fit.
@@ -296,7 +303,10 @@ class _AttentionBase(BaseEstimator):
         state = {"activation": "gelu", **state}
         if "model_" in state:
             weights = state["model_"]
-            state = dict(state, tokenizer_=Tokenizer.from_str(state["tokenizer_"]))
+            tokenizer = Tokenizer.from_str(state["tokenizer_"])
+            # Tokenizers pickled by earlier versions truncate; encode() cuts windows itself.
+            tokenizer.no_truncation()
+            state = dict(state, tokenizer_=tokenizer)
             super().__setstate__(state)
             self.model_ = self._build_module()
             self.model_.load_state_dict(weights)
@@ -306,6 +316,33 @@ class _AttentionBase(BaseEstimator):
 
 
 # -- helpers -------------------------------------------------------------------
+
+# Parameters that steer a run without changing what it learns: a checkpoint
+# written with other values of these still belongs to the same fit.
+RUN_CONTROLS = frozenset({"verbose", "checkpoint_dir", "resume", "device"})
+
+
+def fingerprint(value, with_state=True):
+    """What identifies a parameter value for checkpoints, as plain Python data.
+
+    An estimator is its class, the fingerprints of its parameters except
+    :data:`RUN_CONTROLS`, and, if fitted and ``with_state``, a digest of its
+    tokenizer and weights: a checkpoint written with another encoder, fitted
+    or not, is never resumed.
+    """
+    if not isinstance(value, BaseEstimator):
+        return repr(value)
+    params = value.get_params(deep=False)
+    state = None
+    if with_state and hasattr(value, "model_"):
+        digest = hashlib.sha256(value.tokenizer_.to_str().encode())
+        for name, tensor in value.model_.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        state = digest.hexdigest()
+    fields = sorted((name, fingerprint(v)) for name, v in params.items() if name not in RUN_CONTROLS)
+    return (type(value).__qualname__, fields, state)
+
 
 
 def _digest(data):

@@ -6,20 +6,19 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import ClassifierMixin, clone
 from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import _AttentionBase, classification_loss, resolve_device, seeded_torch
 from ._docs import SHARED_PARAMETERS, TRAINING_ATTRIBUTES
 from ._encoder import AttentionEncoder
 from ._model import SequenceClassifier, TextEncoder
 from ._ngrams import fit_ngram_vectorizer, transform_ngrams
+from ._targets import Targets
 from ._text import check_documents
 from ._training import TrainingData, warn_if_not_converged
-
-UNLABELED = -1
 
 
 class AttentionClassifier(ClassifierMixin, _AttentionBase):
@@ -36,7 +35,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     Parameters
     ----------
 %(shared_parameters)s
-    encoder : AttentionEncoder or None, default=None
+    encoder : AttentionEncoder, FrozenEstimator or None, default=None
         Encoder to fine-tune. If None, a new encoder is built from this
         estimator's parameters and trained on the labels only. If unfitted,
         a clone of it is pretrained on ``X`` (all rows, unlabeled ones
@@ -44,7 +43,10 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         and the original is left unchanged. Either way the encoder's own
         parameters decide the tokenizer and architecture (``tokenizer``
         through ``pooling`` above are then ignored), and this estimator's
-        parameters decide the fine-tuning.
+        parameters decide the fine-tuning. ``clone`` (and so grid search
+        and cross-validation) drops a fitted encoder's training; wrap it in
+        :class:`sklearn.frozen.FrozenEstimator` so that every clone
+        fine-tunes the same pretrained encoder.
 
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the loss. ``"balanced"`` weighs each class
@@ -203,7 +205,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         self._check_params()
         self._check_encoder()
         documents = check_documents(X)
-        targets = _Targets.from_y(y, len(documents))
+        targets = Targets.from_y(y, len(documents), estimator="AttentionClassifier")
         weights = self._check_sample_weight(sample_weight, documents)
         warm = self._warm()
         if warm and not np.array_equal(targets.classes, self.classes_):
@@ -252,7 +254,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
                     f"partial_fit, {self.classes_.tolist()}."
                 )
         documents = check_documents(X)
-        targets = _Targets.from_y(y, len(documents), classes=self.classes_ if fitted else classes)
+        targets = Targets.from_y(
+            y, len(documents), estimator="AttentionClassifier", classes=self.classes_ if fitted else classes
+        )
         weights = self._check_sample_weight(sample_weight, documents)
         return self._fit(documents, targets, weights, warm=fitted, partial=True)
 
@@ -270,10 +274,20 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             )
 
     def _check_encoder(self):
-        if self.encoder is not None and not isinstance(self.encoder, AttentionEncoder):
+        encoder = _unfrozen(self.encoder)
+        if encoder is not None and not isinstance(encoder, AttentionEncoder):
             raise TypeError(
-                f"encoder must be an AttentionEncoder or None, got {type(self.encoder).__name__}."
+                f"encoder must be an AttentionEncoder, a FrozenEstimator of a fitted one, or None; "
+                f"got {type(encoder).__name__}."
             )
+        if encoder is not self.encoder:
+            try:
+                check_is_fitted(encoder)
+            except NotFittedError:
+                raise ValueError(
+                    "encoder is a FrozenEstimator of an unfitted AttentionEncoder: fit the "
+                    "encoder before freezing it, or pass it unfrozen to pretrain it in fit."
+                ) from None
 
     def _fit(self, documents, targets, weights, *, warm, partial):
         """Train from ``fit`` or ``partial_fit``; set fitted attributes only at the end."""
@@ -299,7 +313,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             module.encoder_scale.fill_(self.encoder_logit_scale)
             rows = np.flatnonzero(targets.labeled)
             data = TrainingData(
-                self._encode(tokenizer, [documents[i] for i in rows]),
+                self._encode(tokenizer, config, [documents[i] for i in rows]),
                 targets=targets.encoded[rows],
                 weights=None if weights is None else weights[rows],
                 ngrams=None if ngrams is None else ngrams[rows],
@@ -327,7 +341,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             )
         if not partial:
             # Points the warning at the user's call: here, fit, then the caller.
-            warn_if_not_converged(history, description, stacklevel=4)
+            warn_if_not_converged(history, description, stacklevel=4, tol=self.tol)
         self.classes_ = targets.classes
         self.tokenizer_ = tokenizer
         self.config_ = config
@@ -442,11 +456,11 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         """
         if self.encoder is None:
             return None
+        encoder = _unfrozen(self.encoder)
         try:
-            check_is_fitted(self.encoder)
-            encoder = self.encoder
+            check_is_fitted(encoder)
         except NotFittedError:
-            encoder = clone(self.encoder)
+            encoder = clone(encoder)
             if encoder.random_state is None:
                 encoder.set_params(random_state=torch_seed)
             encoder.fit(documents)
@@ -470,86 +484,10 @@ AttentionClassifier.__doc__ = (
 )
 
 
-class _Targets:
-    """Validated ``y``: classes, which rows are labeled, and the training targets.
-
-    Attributes
-    ----------
-    labels : numpy.ndarray
-        ``y`` as given, 1-D or 2-D.
-    classes : numpy.ndarray
-        Sorted class labels; label column indices if multilabel.
-    labeled : numpy.ndarray of bool
-        False where a 1-D integer ``y`` holds ``-1`` (unlabeled).
-    encoded : numpy.ndarray
-        Class indices (int64), or the indicator matrix as float32 if
-        multilabel; meaningful on labeled rows only.
-    multilabel : bool
-    """
-
-    def __init__(self, labels, classes, labeled, encoded, multilabel):
-        self.labels = labels
-        self.classes = classes
-        self.labeled = labeled
-        self.encoded = encoded
-        self.multilabel = multilabel
-
-    @classmethod
-    def from_y(cls, y, n_documents, classes=None):
-        """Validate ``y`` for ``n_documents`` documents.
-
-        ``classes``, when given (``partial_fit``), fixes the set of classes
-        and every label of ``y`` must belong to it.
-        """
-        if y is None:
-            raise ValueError("AttentionClassifier requires y to be passed, but y is None.")
-        y = np.asarray(y) if not hasattr(y, "iloc") else y.to_numpy()
-        if y.ndim == 2 and y.shape[1] > 1:
-            return cls._multilabel(y, n_documents, classes)
-        y = column_or_1d(y, warn=True)
-        _check_length(len(y), n_documents)
-        check_classification_targets(y)
-        labeled = np.ones(len(y), dtype=bool)
-        if type_of_target(y) in ("binary", "multiclass") and y.dtype.kind in "iu":
-            labeled = y != UNLABELED
-        found = np.unique(y[labeled])
-        if classes is None:
-            classes = found
-            if len(classes) < 2:
-                described = "no labeled samples" if len(classes) == 0 else f"only {classes.tolist()[0]!r}"
-                note = ""
-                if not labeled.all():
-                    note = f" ({np.count_nonzero(~labeled)} samples are labeled -1, which marks unlabeled texts)"
-                raise ValueError(f"AttentionClassifier needs at least 2 classes in y; got {described}{note}.")
-        else:
-            unknown = np.setdiff1d(found, classes)
-            if len(unknown):
-                raise ValueError(f"y contains labels {unknown.tolist()} that are not in classes={classes.tolist()}.")
-        encoded = np.zeros(len(y), dtype=np.int64)
-        encoded[labeled] = np.searchsorted(classes, y[labeled])
-        return cls(y, classes, labeled, encoded, multilabel=False)
-
-    @classmethod
-    def _multilabel(cls, y, n_documents, classes):
-        _check_length(len(y), n_documents)
-        if type_of_target(y) != "multilabel-indicator":
-            raise ValueError(
-                f"A 2-D y must be a binary label-indicator matrix (multilabel); got "
-                f"{type_of_target(y)!r} targets of shape {y.shape}."
-            )
-        n_labels = y.shape[1]
-        if classes is not None and not np.array_equal(classes, np.arange(n_labels)):
-            raise ValueError(f"For multilabel y with {n_labels} columns, classes must be range({n_labels}).")
-        encoded = np.asarray(y, dtype=np.float32)
-        return cls(y, np.arange(n_labels), np.ones(len(y), dtype=bool), encoded, multilabel=True)
+def _unfrozen(encoder):
+    """The estimator inside a :class:`sklearn.frozen.FrozenEstimator`, else ``encoder``."""
+    return encoder.estimator if isinstance(encoder, FrozenEstimator) else encoder
 
 
 def _n_features(vectorizer):
     return 0 if vectorizer is None else len(vectorizer.vocabulary_)
-
-
-def _check_length(n_labels, n_documents):
-    if n_labels != n_documents:
-        raise ValueError(
-            f"X and y have inconsistent lengths: {n_documents} documents and {n_labels} labels."
-        )

@@ -131,6 +131,11 @@ TRAINING_ATTRIBUTES = """\
         Mean training loss of each epoch (of all fits, with ``warm_start``
         or ``partial_fit``).
 
+    grad_norm_curve_ : list of float
+        Largest gradient norm of each epoch, before clipping to 1 (of all
+        fits, like ``loss_curve_``): a curve that climbs instead of falling
+        as the loss flattens points at a learning rate too high.
+
     validation_scores_ : list of float or None
         Validation score after each epoch when ``early_stopping``, else None.
 

@@ -7,12 +7,12 @@ import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import _AttentionBase, classification_loss, resolve_device, seeded_torch, weighted_mean
 from ._docs import SHARED_PARAMETERS, TRAINING_ATTRIBUTES
 from ._model import MaskedLanguageModel, SequenceClassifier, TextEncoder
+from ._targets import Targets
 from ._text import SPECIAL_TOKENS, check_documents, length_batches
 from ._training import TrainingData, autocast_context, resolve_precision, warn_if_not_converged
 
@@ -150,7 +150,10 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         self._check_params()
         documents = check_documents(X)
         if y is not None:
-            classes, targets = _check_labels(y, len(documents))
+            labels = Targets.from_y(
+                y, len(documents), estimator="AttentionEncoder", allow_unlabeled=False, allow_multilabel=False
+            )
+            classes, targets = labels.classes, labels.encoded
         weights = self._check_sample_weight(sample_weight, documents)
         rng, torch_seed = self._seeds()
         device = resolve_device(self.device)
@@ -161,7 +164,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
                 encoder = copy.deepcopy(self.model_)
             else:
                 tokenizer, config, encoder = self._new_encoder(documents)
-            encoded = self._encode(tokenizer, documents)
+            encoded = self._encode(tokenizer, config, documents)
             if y is None:
                 description = "AttentionEncoder pretraining"
                 module = MaskedLanguageModel(encoder).to(device)
@@ -190,7 +193,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
                 validation=validation,
                 score_fn=score_fn,
             )
-        warn_if_not_converged(history, description, stacklevel=3)
+        warn_if_not_converged(history, description, stacklevel=3, tol=self.tol)
         self.tokenizer_ = tokenizer
         self.config_ = config
         self.model_ = encoder
@@ -244,23 +247,6 @@ AttentionEncoder.__doc__ = (
     AttentionEncoder.__doc__.replace("%(shared_parameters)s", SHARED_PARAMETERS)
     .replace("%(training_attributes)s", TRAINING_ATTRIBUTES)
 )
-
-
-def _check_labels(y, n_documents):
-    """Class labels for supervised encoder training: the classes and class indices."""
-    y = column_or_1d(y, warn=True)
-    if len(y) != n_documents:
-        raise ValueError(
-            f"X and y have inconsistent lengths: {n_documents} documents and {len(y)} labels."
-        )
-    check_classification_targets(y)
-    classes, targets = np.unique(y, return_inverse=True)
-    if len(classes) < 2:
-        raise ValueError(
-            f"y must contain at least 2 classes to train on labels; got only "
-            f"{classes.tolist()[0]!r}. Call fit(X) without y to pretrain instead."
-        )
-    return classes, targets.astype(np.int64)
 
 
 _SELECTED_MULTIPLE = 64

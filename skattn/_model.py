@@ -115,7 +115,7 @@ class SelfAttention(nn.Module):
         k = k.view(batch, seq, self.n_heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
         v = v.view(batch, seq, self.n_heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
         # No dropout on attention weights: it would force the unfused kernel.
-        if q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled():
+        if torch.is_grad_enabled() and (q.device.type != "cpu" or q.dtype == torch.bfloat16):
             y = _unfused_attention(q, k, v, attend)  # (batch, heads, seq, head_dim)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)  # (batch, heads, seq, head_dim)
@@ -126,10 +126,15 @@ class SelfAttention(nn.Module):
 def _unfused_attention(q, k, v, attend):
     """Scaled-dot-product attention as two batched matmuls and a softmax.
 
-    PyTorch's fused CPU attention has a slow bfloat16 backward: for training
-    in bfloat16 on the CPU, these three ops forward and backward run about
-    twice as fast as the fused kernel in float32, and four times as fast as
-    it in bfloat16 (``benchmarks/levers.py``). The mask is added in place as
+    Used for training everywhere but in float32 on the CPU. On the CPU,
+    PyTorch's fused attention has a slow bfloat16 backward. On CUDA, the
+    fused kernel PyTorch picks for a masked bfloat16 attention on recent
+    GPUs (cuDNN's) can return NaN gradients for the queries of a padded
+    width of 64 modulo 128 once a row's scores are all very negative, as a
+    padding query's may become late in training (PyTorch issue 196678);
+    a default fit on short texts then stopped with a NaN gradient norm.
+    These three ops have no such edge: the softmax subtracts each row's
+    maximum, and masked keys get a finite bias. The mask is added in place as
     a bias of 0 or the dtype's lowest finite value: no copy of the scores,
     nothing to mask in the backward pass (softmax already gives masked keys
     zero gradient), and a fully masked row gets uniform weights, not NaN.
@@ -144,7 +149,7 @@ def _unfused_attention(q, k, v, attend):
     y : torch.Tensor of shape (batch, heads, seq, head_dim)
     """
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (batch, heads, seq, seq)
-    scores += torch.zeros((), dtype=scores.dtype).masked_fill(~attend, torch.finfo(scores.dtype).min)
+    scores += torch.zeros((), dtype=scores.dtype, device=scores.device).masked_fill(~attend, torch.finfo(scores.dtype).min)
     return torch.softmax(scores, dim=-1) @ v
 
 

@@ -5,6 +5,7 @@ Nothing here knows about the model; everything returns plain Python or NumPy.
 
 import json
 import numbers
+import re
 from collections import Counter
 
 import numpy as np
@@ -43,7 +44,8 @@ def check_documents(X, *, name="X"):
         If ``X`` is a single string or bytes, not an iterable of documents, or
         holds an element that is not a str (None, NaN, a number, bytes...).
     ValueError
-        If ``X`` is empty or is 2-D with more than one column.
+        If ``X`` is empty or is 2-D with more than one column, or a document
+        holds a lone surrogate code point (not valid Unicode text).
     """
     if isinstance(X, (str, bytes)):
         raise TypeError(
@@ -87,7 +89,21 @@ def check_documents(X, *, name="X"):
                 f"{name} must contain only str documents; element {index} is "
                 f"{kind} of type {type(doc).__name__}."
             )
+        if not doc.isascii():
+            _check_encodable(doc, index, name)
     return documents
+
+
+def _check_encodable(document, index, name):
+    try:
+        document.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{name} element {index} is not valid Unicode text: it holds a lone surrogate "
+            f"{document[error.start]!r} at character {error.start} (usually text decoded "
+            f"with errors='surrogateescape' or a broken JSON escape). Fix the text, for "
+            f"example with text.encode('utf-8', 'replace').decode()."
+        ) from None
 
 
 def _normalizer(lowercase):
@@ -202,7 +218,7 @@ def _canonical(tokenizer):
     return Tokenizer.from_str(json.dumps(spec))
 
 
-def train_tokenizer(documents, *, kind, vocab_size, lowercase, max_length):
+def train_tokenizer(documents, *, kind, vocab_size, lowercase):
     """Train a subword tokenizer on ``documents``.
 
     Parameters
@@ -215,15 +231,13 @@ def train_tokenizer(documents, *, kind, vocab_size, lowercase, max_length):
         Maximum vocabulary size, special tokens included.
     lowercase : bool
         Whether to lowercase texts before tokenization.
-    max_length : int
-        Encoded sequences, ``[CLS]`` and ``[SEP]`` included, are truncated to
-        this many tokens.
 
     Returns
     -------
     tokenizer : tokenizers.Tokenizer
         A tokenizer whose special token ids are ``PAD_ID``, ``UNK_ID``,
-        ``CLS_ID``, ``SEP_ID`` and ``MASK_ID``.
+        ``CLS_ID``, ``SEP_ID`` and ``MASK_ID``, without truncation:
+        :func:`encode` decides what a model reads of each document.
     """
     normalizer, pre_tokenizer = _normalizer(lowercase), _pre_tokenizer()
     alphabet, continuations = [], []
@@ -240,9 +254,6 @@ def train_tokenizer(documents, *, kind, vocab_size, lowercase, max_length):
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{CLS} $A {SEP}", special_tokens=[(CLS, CLS_ID), (SEP, SEP_ID)]
     )
-    # The stride only matters to encode(chunk=True): consecutive windows of a
-    # long document then share a quarter of their tokens.
-    tokenizer.enable_truncation(max_length, stride=(max_length - 2) // 4)
     return tokenizer
 
 
@@ -305,32 +316,89 @@ class EncodedTexts:
         return pad(windows, self.max_width), owner
 
 
-def encode(tokenizer, documents, *, chunk=False):
-    """Encode documents into token ids with the Rust batch encoder.
+def encode(tokenizer, documents, *, max_length, chunk=False):
+    """Encode documents into windows of token ids with the Rust batch encoder.
 
     Parameters
     ----------
     tokenizer : tokenizers.Tokenizer
-        A tokenizer from :func:`train_tokenizer`.
+        A tokenizer from :func:`train_tokenizer`, without truncation.
     documents : list of str
+    max_length : int
+        Tokens per window, ``[CLS]`` and ``[SEP]`` included.
     chunk : bool, default=False
-        If False, documents are truncated to the tokenizer's ``max_length``.
-        If True, the rest of a long document is kept as further overlapping
-        windows (a quarter of ``max_length`` overlap).
+        If False, each document is truncated to its first ``max_length``
+        tokens, and only a prefix of a long text is tokenized. If True, the
+        whole document is tokenized and cut into windows of ``max_length``
+        tokens overlapping by a quarter of their content.
 
     Returns
     -------
     encoded : EncodedTexts
     """
-    encodings = tokenizer.encode_batch_fast(documents, add_special_tokens=True)
-    windows, counts = [], np.ones(len(encodings) + 1, dtype=np.int64)
-    counts[0] = 0
-    for index, encoding in enumerate(encodings):
-        windows.append(np.asarray(encoding.ids, dtype=np.int32))
-        if chunk and encoding.overflowing:
-            windows.extend(np.asarray(o.ids, dtype=np.int32) for o in encoding.overflowing)
-            counts[index + 1] += len(encoding.overflowing)
-    return EncodedTexts(windows, np.cumsum(counts), tokenizer.truncation["max_length"])
+    content = max_length - 2
+    if chunk:
+        token_ids = [e.ids for e in tokenizer.encode_batch_fast(documents, add_special_tokens=False)]
+    else:
+        token_ids = _leading_token_ids(tokenizer, documents, content)
+    windows, counts = [], np.zeros(len(documents) + 1, dtype=np.int64)
+    overlap = content // 4
+    for index, ids in enumerate(token_ids):
+        start = 0
+        while True:
+            windows.append(np.array([CLS_ID, *ids[start : start + content], SEP_ID], dtype=np.int32))
+            counts[index + 1] += 1
+            if start + content >= len(ids):
+                break
+            start += content - overlap
+    return EncodedTexts(windows, np.cumsum(counts), max_length)
+
+
+# A word ends before any of these characters, whatever follows: whitespace,
+# ASCII and common CJK punctuation (isolated by the pre-tokenizer) and CJK
+# ideographs (each its own word). Nothing here combines with what precedes it
+# under NFKC, so a text cut just before one tokenizes into the same leading
+# tokens as the whole text.
+_WORD_BOUNDARY = re.compile(r"[\s!-/:-@\[-`{-~\u3000-\u3002\u4e00-\u9fff\uff01-\uff0f\uff1a-\uff20]")
+
+
+def _leading_token_ids(tokenizer, documents, n_tokens):
+    """The first ``n_tokens`` token ids of each document, without special tokens.
+
+    Tokenizing a 10 MB text to keep its first few hundred tokens would take
+    seconds, so a long text is cut at a word boundary after a generous
+    number of characters, and the cut is moved twice as far until it yields
+    ``n_tokens`` tokens or reaches the end of the text. The tokens are
+    exactly those of the whole text, since the cut falls between two words.
+    """
+    width = 16 * n_tokens + 256
+    texts = [_cut_at_word_boundary(document, width) for document in documents]
+    encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    result = [encoding.ids[:n_tokens] for encoding in encodings]
+    short = [i for i, text in enumerate(texts) if len(result[i]) < n_tokens and len(text) < len(documents[i])]
+    while short:
+        width *= 2
+        texts = [_cut_at_word_boundary(documents[i], width) for i in short]
+        for i, encoding in zip(short, tokenizer.encode_batch_fast(texts, add_special_tokens=False)):
+            result[i] = encoding.ids[:n_tokens]
+        short = [i for i, text in zip(short, texts) if len(result[i]) < n_tokens and len(text) < len(documents[i])]
+    return result
+
+
+def _cut_at_word_boundary(text, width):
+    """``text`` up to its last word boundary within ``width`` characters.
+
+    Falls back to the first boundary after ``width``, then to the whole text.
+    """
+    if len(text) <= width:
+        return text
+    last = None
+    for match in _WORD_BOUNDARY.finditer(text, 1, width + 1):
+        last = match.start()
+    if last is None:
+        match = _WORD_BOUNDARY.search(text, width + 1)
+        last = None if match is None else match.start()
+    return text if last is None else text[:last]
 
 
 def length_batches(lengths, batch_size, *, shuffle, generator=None, token_budget=None, pool_size=50):

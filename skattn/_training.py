@@ -10,12 +10,10 @@ optionally a validation scorer, and reads back a :class:`History`.
 
 import hashlib
 import os
-import signal
 import sys
-import threading
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -27,11 +25,6 @@ from ._ngrams import ngram_tensors
 from ._text import length_batches, split_by_tokens
 
 CHECKPOINT_FILE = "checkpoint.pt"
-
-# Without early stopping, a fit that used all of max_epochs is said to be
-# still learning when its last epoch lowered the training loss by more than
-# this fraction of the first epoch's loss.
-_STILL_LEARNING = 0.01
 
 # The n-gram path is a linear model on L2-normalised TF-IDF rows: its weights
 # must grow to several units, far beyond where the encoder's learning rate
@@ -111,6 +104,7 @@ class History:
     """What a training run did, read back into the estimator's attributes."""
 
     loss_curve: list = field(default_factory=list)
+    grad_norm_curve: list = field(default_factory=list)
     validation_scores: list = None
     best_score: float = None
     best_loss: float = None
@@ -195,60 +189,66 @@ def train(
     progress = _Progress(estimator.verbose, description, max_epochs)
 
     module.train()
-    with _interrupt_flag() as interrupted:
-        for epoch in range(start_epoch, max_epochs):
-            if history.finished:
-                break
-            started = time.perf_counter()
-            batches = length_batches(lengths, estimator.batch_size, shuffle=True, generator=rng)
-            last_good = _snapshot(module)
-            total_loss, total_weight, epoch_tokens = 0.0, 0.0, 0
-            bar = progress.epoch_bar(epoch, len(batches))
-            try:
-                for batch_number, rows in enumerate(batches):
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = _accumulate_gradients(
-                        module, data, rows, lengths, token_budget, loss_fn, rng, device, autocast,
-                        partial(_check_finite, description=description, epoch=epoch, batch_number=batch_number, estimator=estimator),
-                    )
-                    norm = torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-                    _check_finite(norm, description, epoch, batch_number, estimator, what="gradient norm")
-                    optimizer.step()
-                    scheduler.step()
-                    weight = len(rows) if data.weights is None else float(data.weights[rows].sum())
-                    total_loss += loss * weight
-                    total_weight += weight
-                    n_tokens = int(lengths[rows].sum())
-                    epoch_tokens += n_tokens
-                    bar.update(total_loss / max(total_weight, 1e-12), epoch_tokens, started)
-                    if interrupted.is_set():
-                        raise KeyboardInterrupt
-            except KeyboardInterrupt:
-                bar.close()
-                if not interrupted.is_set():
-                    # Raised mid-step, not through our handler: the weights may
-                    # be half-updated, so go back to the start of this epoch.
-                    if not history.loss_curve:
-                        raise
-                    module.load_state_dict(last_good)
-                    epoch_tokens = 0
-                _stop_after_interrupt(module, history, best_weights, description, epoch)
-                history.n_tokens_seen += epoch_tokens
-                break
-            except BaseException:
-                module.load_state_dict(last_good)
-                bar.close()
-                raise
+    for epoch in range(start_epoch, max_epochs):
+        if history.finished:
+            break
+        started = time.perf_counter()
+        batches = length_batches(lengths, estimator.batch_size, shuffle=True, generator=rng)
+        last_good = _snapshot(module)
+        total_loss, total_weight, epoch_tokens = 0.0, 0.0, 0
+        largest_norm = torch.zeros((), device=device)
+        bar = progress.epoch_bar(epoch, len(batches))
+        # Ctrl-C arrives as KeyboardInterrupt between two Python statements. It
+        # leaves the weights as the last optimizer step left them, unless it
+        # cut a step short: then some tensors may be updated and others not.
+        stepping = False
+        try:
+            for batch_number, rows in enumerate(batches):
+                optimizer.zero_grad(set_to_none=True)
+                loss = _accumulate_gradients(
+                    module, data, rows, lengths, token_budget, loss_fn, rng, device, autocast,
+                    partial(_check_finite, description=description, epoch=epoch, batch_number=batch_number, estimator=estimator),
+                )
+                norm = torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+                _check_finite(norm, description, epoch, batch_number, estimator, what="gradient norm")
+                largest_norm = torch.maximum(largest_norm, norm.detach())
+                stepping = True
+                optimizer.step()
+                scheduler.step()
+                stepping = False
+                weight = len(rows) if data.weights is None else float(data.weights[rows].sum())
+                total_loss += loss * weight
+                total_weight += weight
+                epoch_tokens += int(lengths[rows].sum())
+                bar.update(total_loss / max(total_weight, 1e-12), epoch_tokens, started)
             bar.close()
-            history.loss_curve.append(total_loss / max(total_weight, 1e-12))
-            history.n_tokens_seen += epoch_tokens
+            epoch_loss = total_loss / max(total_weight, 1e-12)
             if validation is not None:
-                history.validation_scores.append(float(score_fn(module, validation)))
+                score = float(score_fn(module, validation))
                 module.train()
-            best_weights = _update_stopping(estimator, history, module, best_weights)
-            history.finished = history.stopped_early or epoch + 1 == max_epochs
-            progress.epoch_line(epoch, history, time.perf_counter() - started, epoch_tokens)
-            checkpoint.save(epoch + 1, module, optimizer, scheduler, rng, history, best_weights)
+        except KeyboardInterrupt:
+            bar.close()
+            if stepping:
+                if not history.loss_curve:
+                    raise
+                module.load_state_dict(last_good)
+                epoch_tokens = 0
+            _stop_after_interrupt(module, history, best_weights, description, epoch)
+            history.n_tokens_seen += epoch_tokens
+            break
+        except BaseException:
+            module.load_state_dict(last_good)
+            bar.close()
+            raise
+        history.loss_curve.append(epoch_loss)
+        history.grad_norm_curve.append(float(largest_norm))
+        history.n_tokens_seen += epoch_tokens
+        if validation is not None:
+            history.validation_scores.append(score)
+        best_weights = _update_stopping(estimator, history, module, best_weights)
+        history.finished = history.stopped_early or epoch + 1 == max_epochs
+        progress.epoch_line(epoch, history, time.perf_counter() - started, epoch_tokens)
+        checkpoint.save(epoch + 1, module, optimizer, scheduler, rng, history, best_weights)
     if best_weights is not None and not history.interrupted:
         module.load_state_dict(best_weights)
     module.eval()
@@ -276,21 +276,21 @@ def _accumulate_gradients(module, data, rows, lengths, token_budget, loss_fn, rn
     return value
 
 
-def warn_if_not_converged(history, description, stacklevel):
-    """Warn with ConvergenceWarning when a run ended while still improving."""
+def warn_if_not_converged(history, description, stacklevel, tol):
+    """Warn with ConvergenceWarning when ``max_epochs`` ended a run that was still improving.
+
+    As in scikit-learn's ``MLPClassifier``: the last epoch improved on the
+    best one before it by more than ``tol`` (the validation score with early
+    stopping, else the training loss); a run of one epoch counts as
+    improving.
+    """
     if history.stopped_early or history.interrupted or not history.loss_curve:
         return
-    if history.validation_scores is not None:
-        still_improving = history.no_improvement == 0 and len(history.validation_scores) > 1
-        what = "the validation score improved in the last epoch"
-    else:
-        curve = history.loss_curve
-        still_improving = len(curve) > 1 and curve[-2] - curve[-1] > _STILL_LEARNING * curve[0]
-        what = "the training loss was still falling"
-    if still_improving:
+    if history.no_improvement == 0:
+        what = "validation score" if history.validation_scores is not None else "training loss"
         warnings.warn(
-            f"{description}: max_epochs was reached and {what}; the model may improve "
-            f"with a larger max_epochs.",
+            f"{description}: max_epochs was reached while the {what} was still improving by "
+            f"more than tol={tol}; the model may improve with a larger max_epochs.",
             ConvergenceWarning,
             stacklevel=stacklevel,
         )
@@ -335,32 +335,6 @@ def _stop_after_interrupt(module, history, best_weights, description, epoch):
         RuntimeWarning,
         stacklevel=4,
     )
-
-
-@contextmanager
-def _interrupt_flag():
-    """Make Ctrl-C set a flag checked between batches, so no step is cut in half.
-
-    The previous SIGINT handler is restored on exit; a second Ctrl-C while the
-    first is pending interrupts at once. Outside the main thread, where
-    signal handlers cannot be installed, the flag is never set.
-    """
-    flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        if flag.is_set():
-            raise KeyboardInterrupt
-        flag.set()
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _check_finite(value, description, epoch, batch_number, estimator, what="training loss"):

@@ -121,3 +121,37 @@ def test_a_config_saved_without_activation_loads_as_gelu():
     restored = pickle.loads(pickle.dumps(config))
     assert restored.activation == "gelu"
     assert isinstance(TextEncoder(restored).blocks[0].ff.activation, torch.nn.GELU)
+
+
+def _training_device():
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def test_training_attention_gradients_stay_finite_when_every_score_is_very_negative():
+    # The case that made default fits on short texts stop with a NaN gradient
+    # norm on an H200: a padded width of 64, a mask, and query rows whose
+    # scores are all below -88.7 (PyTorch issue 196678, cuDNN's attention
+    # backward). Runs on CUDA where available: there the fused kernel fails it.
+    from skattn._model import SelfAttention
+
+    device = _training_device()
+    config = dataclasses.replace(CONFIG, d_model=64, n_heads=1, max_length=64)
+    attention = SelfAttention(config).to(device).train()
+    with torch.no_grad():
+        attention.qkv.weight.zero_()
+        attention.qkv.bias.zero_()
+        attention.qkv.weight[0, 0] = 1.0  # q = x[0] e0
+        attention.qkv.weight[64, 0] = -120 * 8.0  # k = -960 x[0] e0: every score is -120
+        attention.qkv.weight[128:, :] = torch.eye(64)  # v = x
+    x = torch.zeros(4, 64, 64, device=device)
+    x[..., 0] = 1.0
+    x[..., 1:] = torch.randn(4, 64, 63, generator=torch.Generator().manual_seed(0)).to(device) * 0.1
+    x.requires_grad_()
+    attend = torch.ones(4, 1, 1, 64, dtype=torch.bool, device=device)
+    attend[1, ..., 10:] = False
+    attend[3, ..., 33:] = False
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        y = attention(x, attend)
+    y.float().square().sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in attention.parameters())

@@ -76,11 +76,11 @@ def test_classifier_has_both_paths_and_predicts_their_sum(fitted_classifier):
     assert len(vectorizer.vocabulary_) == fitted_classifier.model_.ngrams.num_embeddings
     assert fitted_classifier.model_.ngrams.weight.abs().sum() > 0  # trained
     inputs = fitted_classifier._inputs(TOPIC_TEXTS[:4])
-    batch = inputs.batch(np.arange(4), torch.device("cpu"))
+    batch = inputs.batch(np.arange(4), next(fitted_classifier.model_.parameters()).device)
     with torch.inference_mode():
         encoder_logits, ngram_logits = fitted_classifier.model_.path_logits(**batch.inputs())
     assert fitted_classifier.encoder_logit_scale == 0.25
-    expected = (0.25 * encoder_logits + ngram_logits).numpy()
+    expected = (0.25 * encoder_logits + ngram_logits).cpu().numpy()
     np.testing.assert_allclose(
         fitted_classifier.set_params(precision="fp32").decision_function(TOPIC_TEXTS[:4]), expected, rtol=1e-5, atol=1e-5
     )
@@ -119,9 +119,9 @@ def test_encoder_logit_scale_weighs_the_encoder_path():
     scaled = AttentionClassifier(**TINY, encoder_logit_scale=0.0).fit(TOPIC_TEXTS, TOPIC_LABELS)
     assert float(scaled.model_.encoder_scale) == 0.0
     inputs = scaled._inputs(TOPIC_TEXTS)
-    batch = inputs.batch(np.arange(len(TOPIC_TEXTS)), torch.device("cpu"))
+    batch = inputs.batch(np.arange(len(TOPIC_TEXTS)), next(scaled.model_.parameters()).device)
     with torch.inference_mode():
-        ngram_logits = scaled.model_.path_logits(**batch.inputs())[1].numpy()
+        ngram_logits = scaled.model_.path_logits(**batch.inputs())[1].cpu().numpy()
     np.testing.assert_allclose(scaled.set_params(precision="fp32").decision_function(TOPIC_TEXTS), ngram_logits, atol=1e-6)
     # The scale is part of the fitted model: it survives pickling.
     assert float(pickle.loads(pickle.dumps(scaled)).model_.encoder_scale) == 0.0

@@ -269,8 +269,10 @@ def _fit_and_count_threads():
 
 
 def test_parallel_workers_do_not_oversubscribe():
+    # joblib's process workers share the cores, whatever their number: each
+    # gets cpu_count() // n_jobs threads (at least 1), and fit keeps to them.
     threads = joblib.Parallel(n_jobs=2)(joblib.delayed(_fit_and_count_threads)() for _ in range(2))
-    assert threads == [1, 1]
+    assert threads == [max(1, joblib.cpu_count() // 2)] * 2
 
 
 # -- AttentionEncoder --------------------------------------------------------------
@@ -361,3 +363,43 @@ def test_pretrained_encoder_decides_the_activation():
     assert clf.config_.activation == "gelu"
     assert isinstance(clf.model_.encoder.blocks[0].ff.activation, torch.nn.GELU)
     assert clf.score(TOPIC_TEXTS, TOPIC_LABELS) > 1 / 3
+
+
+class _CountingEncoder(AttentionEncoder):
+    """An AttentionEncoder that counts its pretrainings (in this process)."""
+
+    fits = 0
+
+    def fit(self, X, y=None, sample_weight=None):
+        type(self).fits += 1
+        return super().fit(X, y, sample_weight=sample_weight)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_one_pretraining_serves_a_grid_search_when_frozen(frozen):
+    from sklearn.frozen import FrozenEstimator
+
+    _CountingEncoder.fits = 0
+    encoder = _CountingEncoder(**TINY).fit(TOPIC_TEXTS)
+    proba_before = encoder.transform(TOPIC_TEXTS)
+    search = GridSearchCV(
+        AttentionClassifier(**TINY, encoder=FrozenEstimator(encoder) if frozen else encoder),
+        {"learning_rate": [1e-3, 3e-3]},
+        cv=2,
+    )
+    search.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    # 2 candidates x 2 folds + the refit: clone() drops an unfrozen encoder's
+    # training, so each of the 5 fits pretrains a fresh one.
+    assert _CountingEncoder.fits == (1 if frozen else 1 + 5)
+    np.testing.assert_array_equal(encoder.transform(TOPIC_TEXTS), proba_before)  # never modified
+    if frozen:
+        best = search.best_estimator_
+        assert best.tokenizer_.to_str() == encoder.tokenizer_.to_str()
+
+
+def test_frozen_encoder_must_be_fitted():
+    from sklearn.frozen import FrozenEstimator
+
+    clf = AttentionClassifier(**TINY, encoder=FrozenEstimator(AttentionEncoder(**TINY)))
+    with pytest.raises(ValueError, match="FrozenEstimator of an unfitted AttentionEncoder"):
+        clf.fit(TOPIC_TEXTS, TOPIC_LABELS)

@@ -29,18 +29,18 @@ THAI = ["ภาษาไทยไม่มีช่องว่าง", "ฉั�
 
 @pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram"])
 def test_special_tokens_have_fixed_ids(kind):
-    tokenizer = train_tokenizer(TOPIC_TEXTS, kind=kind, vocab_size=120, lowercase=True, max_length=16)
+    tokenizer = train_tokenizer(TOPIC_TEXTS, kind=kind, vocab_size=120, lowercase=True)
     assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
-    ids = encode(tokenizer, ["stocks fell"]).windows[0]
+    ids = encode(tokenizer, ["stocks fell"], max_length=16).windows[0]
     assert ids[0] == CLS_ID and ids[-1] == SEP_ID
     assert tokenizer.get_vocab_size() <= 120
 
 
 @pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram"])
 def test_truncation_to_max_length(kind):
-    tokenizer = train_tokenizer(TOPIC_TEXTS, kind=kind, vocab_size=120, lowercase=True, max_length=8)
+    tokenizer = train_tokenizer(TOPIC_TEXTS, kind=kind, vocab_size=120, lowercase=True)
     long_text = " ".join(TOPIC_TEXTS)
-    encoded = encode(tokenizer, [long_text])
+    encoded = encode(tokenizer, [long_text], max_length=8)
     (ids,) = encoded.windows
     assert len(ids) == 8
     assert ids[0] == CLS_ID and ids[-1] == SEP_ID
@@ -48,12 +48,10 @@ def test_truncation_to_max_length(kind):
 
 
 def test_chunking_keeps_every_token_in_overlapping_windows():
-    tokenizer = train_tokenizer(TOPIC_TEXTS, kind="wordpiece", vocab_size=120, lowercase=True, max_length=10)
+    tokenizer = train_tokenizer(TOPIC_TEXTS, kind="wordpiece", vocab_size=120, lowercase=True)
     text = " ".join(TOPIC_TEXTS[:6])
-    untruncated = Tokenizer.from_str(tokenizer.to_str())
-    untruncated.no_truncation()
-    every_id = untruncated.encode(text, add_special_tokens=False).ids
-    encoded = encode(tokenizer, [text, "rain"], chunk=True)
+    every_id = tokenizer.encode(text, add_special_tokens=False).ids
+    encoded = encode(tokenizer, [text, "rain"], max_length=10, chunk=True)
     n_windows = encoded.offsets[1]
     assert n_windows > 3 and encoded.offsets[2] == n_windows + 1
     windows = encoded.windows[:n_windows]
@@ -66,7 +64,7 @@ def test_chunking_keeps_every_token_in_overlapping_windows():
 
 
 def test_han_and_kana_are_split_into_characters():
-    tokenizer = train_tokenizer(CHINESE + JAPANESE, kind="wordpiece", vocab_size=300, lowercase=True, max_length=64)
+    tokenizer = train_tokenizer(CHINESE + JAPANESE, kind="wordpiece", vocab_size=300, lowercase=True)
     tokens = tokenizer.encode("我爱北京").tokens
     assert tokens == ["[CLS]", "我", "爱", "北", "京", "[SEP]"]
     assert "[UNK]" not in tokenizer.encode("これはテストです").tokens
@@ -74,7 +72,7 @@ def test_han_and_kana_are_split_into_characters():
 
 @pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram"])
 def test_thai_without_spaces_gets_subwords_not_unknowns(kind):
-    tokenizer = train_tokenizer(THAI, kind=kind, vocab_size=300, lowercase=True, max_length=64)
+    tokenizer = train_tokenizer(THAI, kind=kind, vocab_size=300, lowercase=True)
     unseen = "ฉันชอบอากาศดี"  # "I like good weather": words from two training texts
     tokens = tokenizer.encode(unseen).tokens[1:-1]
     assert "[UNK]" not in tokens
@@ -82,10 +80,10 @@ def test_thai_without_spaces_gets_subwords_not_unknowns(kind):
 
 
 def test_nfkc_and_lowercase():
-    tokenizer = train_tokenizer(TEXTS, kind="wordpiece", vocab_size=200, lowercase=True, max_length=32)
+    tokenizer = train_tokenizer(TEXTS, kind="wordpiece", vocab_size=200, lowercase=True)
     # Full-width letters are NFKC-folded to ASCII, then lowercased.
     assert tokenizer.encode("ＧＯＯＤ Film").ids == tokenizer.encode("good film").ids
-    cased = train_tokenizer(TEXTS, kind="wordpiece", vocab_size=200, lowercase=False, max_length=32)
+    cased = train_tokenizer(TEXTS, kind="wordpiece", vocab_size=200, lowercase=False)
     assert cased.encode("Good").ids != cased.encode("good").ids
 
 
@@ -95,7 +93,7 @@ from skattn._text import train_tokenizer
 from skattn.datasets import load_r8
 texts = load_r8()[0][:800]
 for kind in ("wordpiece", "bpe", "unigram"):
-    tokenizer = train_tokenizer(texts, kind=kind, vocab_size=1500, lowercase=True, max_length=64)
+    tokenizer = train_tokenizer(texts, kind=kind, vocab_size=1500, lowercase=True)
     print(kind, hashlib.sha256(tokenizer.to_str().encode()).hexdigest())
 """
 
@@ -155,7 +153,39 @@ def test_pad():
 
 
 def test_tokenizer_json_round_trip():
-    tokenizer = train_tokenizer(TEXTS, kind="bpe", vocab_size=200, lowercase=True, max_length=32)
+    tokenizer = train_tokenizer(TEXTS, kind="bpe", vocab_size=200, lowercase=True)
     restored = Tokenizer.from_str(tokenizer.to_str())
     assert restored.encode("a good film").ids == tokenizer.encode("a good film").ids
-    assert json.loads(restored.to_str())["truncation"]["max_length"] == 32
+    # No truncation: encode() decides what a model reads of each document.
+    assert json.loads(restored.to_str())["truncation"] is None
+
+
+def _recording(tokenizer, seen):
+    """A stand-in for ``tokenizer`` that records the length of every text it encodes."""
+
+    class Recording:
+        def encode_batch_fast(self, texts, add_special_tokens):
+            seen.extend(len(text) for text in texts)
+            return tokenizer.encode_batch_fast(texts, add_special_tokens=add_special_tokens)
+
+    return Recording()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " ".join(TOPIC_TEXTS) * 200,  # about 100 kB of English
+        "".join(CHINESE) * 1000,  # no spaces, one word per character
+        "stocks " + "x" * 50_000 + " fell",  # one enormous word
+    ],
+    ids=["english", "chinese", "giant-word"],
+)
+def test_truncation_tokenizes_a_prefix_and_keeps_the_same_tokens(text):
+    tokenizer = train_tokenizer(TOPIC_TEXTS + CHINESE, kind="wordpiece", vocab_size=300, lowercase=True)
+    seen = []
+    (window,) = encode(_recording(tokenizer, seen), [text], max_length=32).windows
+    every_id = tokenizer.encode(text, add_special_tokens=False).ids
+    assert window.tolist() == [CLS_ID, *every_id[:30], SEP_ID]
+    if "x" * 1000 not in text:
+        assert max(seen) < 2_000  # a prefix, not the whole text
+

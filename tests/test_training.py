@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline
 import skattn._base
 import skattn._classifier
 from skattn import AttentionClassifier, AttentionEncoder
+from skattn.datasets import load_r8
 from skattn._training import CHECKPOINT_FILE
 
 from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
@@ -72,8 +73,8 @@ def test_best_weights_are_restored(monkeypatch):
     clf = _fit(max_epochs=4, early_stopping=True, validation_fraction=1 / 3, n_iter_no_change=2)
     assert clf.n_iter_ == 4 and clf.best_score_ == 0.9
     final = clf.model_.state_dict()
-    assert all(np.array_equal(final[k].numpy(), snapshots[1][k].numpy()) for k in final)
-    assert not all(np.array_equal(final[k].numpy(), snapshots[3][k].numpy()) for k in final)
+    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
+    assert not all(torch.equal(final[k], snapshots[3][k]) for k in final)
 
 
 def test_validation_split_is_stratified(monkeypatch):
@@ -101,6 +102,16 @@ def test_encoder_early_stopping_on_masked_language_model_loss():
 def test_convergence_warning_when_still_learning():
     with pytest.warns(ConvergenceWarning, match="max_epochs was reached"):
         AttentionClassifier(**dict(TINY, max_epochs=3, learning_rate=1e-2)).fit(TOPIC_TEXTS, TOPIC_LABELS)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_convergence_warning_after_a_single_epoch_on_real_data(early_stopping):
+    # As MLPClassifier: a fit that max_epochs cut off after its first epoch
+    # was still improving.
+    X, y, _, _ = load_r8()
+    params = dict(TINY, max_epochs=1, early_stopping=early_stopping)
+    with pytest.warns(ConvergenceWarning, match="still improving by more than tol=0.0001"):
+        AttentionClassifier(**params).fit(X[:300], y[:300])
 
 
 def test_no_convergence_warning_when_stopped_by_the_rule():
@@ -301,7 +312,15 @@ def _ctrl_c(loss):
     return loss
 
 
-def test_ctrl_c_stops_after_the_batch_and_keeps_a_usable_model(monkeypatch):
+@pytest.fixture
+def sigint_raises():
+    """Python's own SIGINT handler for the test, whatever the shell set (nohup, CI runners)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_after_the_batch_and_keeps_a_usable_model(monkeypatch, sigint_raises):
     # TOPIC_TEXTS is 18 documents, batch_size 8: 3 batches per epoch.
     _wrap_loss(monkeypatch, after_calls=5, action=_ctrl_c)
     clf = AttentionClassifier(**dict(QUIET, max_epochs=10))
@@ -311,6 +330,18 @@ def test_ctrl_c_stops_after_the_batch_and_keeps_a_usable_model(monkeypatch):
     proba = clf.predict_proba(TOPIC_TEXTS)
     assert np.all(np.isfinite(proba))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_fit_never_replaces_the_sigint_handler(monkeypatch):
+    seen = []
+    _wrap_loss(monkeypatch, after_calls=2, action=lambda loss: seen.append(signal.getsignal(signal.SIGINT)) or loss)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup
+    try:
+        _fit(max_epochs=1)
+        assert seen == [signal.SIG_IGN]
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_model(monkeypatch):
@@ -331,7 +362,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_model(
 # -- checkpoints ---------------------------------------------------------------------------
 
 
-def test_resume_from_checkpoint_matches_an_uninterrupted_fit(monkeypatch, tmp_path):
+def test_resume_from_checkpoint_matches_an_uninterrupted_fit(monkeypatch, tmp_path, sigint_raises):
     params = dict(QUIET, max_epochs=4, checkpoint_dir=str(tmp_path))
     uninterrupted = _fit(**dict(QUIET, max_epochs=4)).predict_proba(TOPIC_TEXTS)
 
@@ -353,6 +384,27 @@ def test_resume_refuses_a_checkpoint_of_another_fit(tmp_path):
     _fit(max_epochs=1, checkpoint_dir=str(tmp_path))
     with pytest.raises(ValueError, match="written by a fit on other data or with other parameters"):
         _fit(max_epochs=1, checkpoint_dir=str(tmp_path), resume=True, learning_rate=0.5)
+
+
+@pytest.mark.parametrize("other", ["another fitted encoder", "another architecture", "no encoder"])
+def test_resume_refuses_a_checkpoint_written_with_another_encoder(tmp_path, other):
+    first = AttentionEncoder(**TINY).fit(TOPIC_TEXTS)
+    second = {
+        "another fitted encoder": AttentionEncoder(**dict(TINY, random_state=1)).fit(TOPIC_TEXTS),
+        "another architecture": AttentionEncoder(**dict(TINY, d_model=8)).fit(TOPIC_TEXTS),
+        "no encoder": None,
+    }[other]
+    _fit(max_epochs=1, checkpoint_dir=str(tmp_path), encoder=first)
+    with pytest.raises(ValueError, match="written by a fit on other data or with other parameters"):
+        _fit(max_epochs=1, checkpoint_dir=str(tmp_path), resume=True, encoder=second)
+    # The same encoder resumes (here: the finished run is returned as it is).
+    resumed = _fit(max_epochs=1, checkpoint_dir=str(tmp_path), resume=True, encoder=first)
+    assert resumed.n_iter_ == 1
+
+
+def test_early_stopping_on_too_little_data_names_validation_fraction():
+    with pytest.raises(ValueError, match=r"early_stopping=True cannot hold out validation_fraction=0.1 of 6 training documents \(1 documents\) stratified over 3 classes"):
+        AttentionClassifier(**dict(TINY, early_stopping=True)).fit(TOPIC_TEXTS[:6], TOPIC_LABELS[:6])
 
 
 def test_cpu_dropout_masks():

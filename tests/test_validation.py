@@ -241,7 +241,7 @@ def test_estimator_specific_invalid_parameters():
         AttentionClassifier(**TINY, ngram_range=[1, 2]).fit(TOPIC_TEXTS, TOPIC_LABELS)
     with pytest.raises(InvalidParameterError, match="'encoder' parameter"):
         AttentionClassifier(**TINY, encoder="foo").fit(TOPIC_TEXTS, TOPIC_LABELS)
-    with pytest.raises(TypeError, match="AttentionEncoder or None.*StandardScaler"):
+    with pytest.raises(TypeError, match="AttentionEncoder, a FrozenEstimator of a fitted one, or None; got StandardScaler"):
         AttentionClassifier(**TINY, encoder=StandardScaler()).fit(TOPIC_TEXTS, TOPIC_LABELS)
     with pytest.raises(ValueError, match="not in class_weight"):
         AttentionClassifier(**TINY, class_weight={"pos": 1.0, "other": 2.0}).fit(TEXTS, LABELS)
