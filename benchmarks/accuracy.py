@@ -219,8 +219,7 @@ def skattn_device_note(estimator):
     """Device and autocast precision that a skattn estimator's settings pick here, e.g. "cpu fp32"."""
     import torch
 
-    from skattn._base import resolve_device
-    from skattn._training import resolve_precision
+    from skattn._devices import resolve_device, resolve_precision
 
     device = resolve_device(estimator.device)
     dtype = resolve_precision(estimator.precision, device)

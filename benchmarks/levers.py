@@ -15,8 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from skattn._fast import NumpyDropout, inference_replica, speed_up_training
+from skattn._heads import SequenceClassifier
+from skattn._model import EncoderConfig, TextEncoder, explicit_attention
 from skattn._ngrams import fit_ngram_vectorizer, transform_ngrams
-from skattn._model import Dropout, EncoderConfig, SequenceClassifier, TextEncoder, _unfused_attention, inference_replica
 
 # skattn's defaults at the benchmark's size (4 layers), the ReLU included.
 CONFIG = dict(
@@ -53,7 +55,7 @@ def gelu_variants():
 
 def dropout_variants():
     x = torch.randn(32, 128, 256, dtype=torch.bfloat16, requires_grad=True)
-    ours = Dropout(0.1).train()
+    ours = NumpyDropout(0.1).train()
     native, numpy_masks = paired(lambda: F.dropout(x, 0.1, True).sum().backward(), lambda: ours(x).sum().backward())
     return "dropout p=0.1 fwd+bwd, bf16 (32x128x256)", "torch bernoulli (nn.Dropout)", native, "NumPy PCG64 masks (skattn)", numpy_masks
 
@@ -85,7 +87,7 @@ def attention_kernel_variants():
         F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=keep).sum().backward()
 
     def unfused_bf16():
-        _unfused_attention(q, k, v, keep).sum().backward()
+        explicit_attention(q, k, v, keep).sum().backward()
 
     fused_s, unfused_s = paired(fused_fp32, unfused_bf16)
     return (
@@ -98,7 +100,7 @@ def inference_variants():
     torch.manual_seed(0)
     model = SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG)), 8).eval()
     ids = torch.randint(5, 8000, (32, 112))
-    replica = inference_replica(model, torch.bfloat16)
+    replica = inference_replica(model, torch.bfloat16, fuse=False)
 
     def autocast():
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -116,7 +118,7 @@ def _replica(activation="relu", fuse_linear=False):
     """A bf16 inference replica of a freshly initialised model of the benchmark's size."""
     torch.manual_seed(0)
     model = SequenceClassifier(TextEncoder(EncoderConfig(**{**CONFIG, "activation": activation})), 8).eval()
-    return inference_replica(model, torch.bfloat16, fuse_linear=fuse_linear)
+    return inference_replica(model, torch.bfloat16, fuse=fuse_linear)
 
 
 def _paired_inference(first, second):
@@ -159,7 +161,7 @@ def ngram_variants():
 def compile_variants():
     """A bf16 training step of the model, eager against ``torch.compile`` (one width)."""
     torch.manual_seed(0)
-    model = SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG)), 8)
+    model = speed_up_training(SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG)), 8))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     ids = torch.randint(5, 8000, (32, 128))
     ids[:, 112:] = 0
@@ -183,12 +185,14 @@ def compile_variants():
 _PADDING_CHILD = """
 import resource, sys, time, torch
 import torch.nn.functional as F
-from skattn._model import EncoderConfig, SequenceClassifier, TextEncoder
+from skattn._fast import speed_up_training
+from skattn._heads import SequenceClassifier
+from skattn._model import EncoderConfig, TextEncoder
 multiple = int(sys.argv[1])
 torch.set_num_threads(int(sys.argv[2]))
 torch.manual_seed(0)
 config = EncoderConfig(vocab_size=8000, max_length=256, d_model=256, n_heads=4, n_layers=2, d_ff=1024, dropout=0.1, pooling="mean", activation="relu")
-model = SequenceClassifier(TextEncoder(config), 8)
+model = speed_up_training(SequenceClassifier(TextEncoder(config), 8))
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 lengths = torch.randint(20, 256, (150,), generator=torch.Generator().manual_seed(0))
 started, tokens = time.perf_counter(), 0

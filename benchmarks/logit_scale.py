@@ -35,7 +35,7 @@ def parse_args(argv=None):
 
 def path_logits(classifier, documents):
     """Float32 logits of the encoder path and of the n-gram path, one row per document."""
-    from skattn._training import infer
+    from skattn._loop import infer
 
     model = classifier.model_.eval()
     inputs = classifier._inputs(documents)

@@ -33,7 +33,7 @@ def available_settings():
     """``(device, precision)`` pairs this machine runs natively."""
     import torch
 
-    from skattn._training import cpu_has_native_bf16
+    from skattn._devices import cpu_has_native_bf16
 
     settings = [("cpu", "fp32")]
     if cpu_has_native_bf16():

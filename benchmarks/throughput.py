@@ -38,7 +38,7 @@ from torch.nn import functional as F
 import skattn
 from skattn import AttentionClassifier
 from skattn._text import PAD_ID, encode, length_batches, train_tokenizer
-from skattn._training import cpu_has_native_bf16
+from skattn._devices import cpu_has_native_bf16
 
 from _data import load_tsv
 

@@ -5,9 +5,9 @@ the training loop, streamed inference and pickling live here, so that the two
 public estimators only describe what they train and what they return.
 """
 
+import copy
 import hashlib
 import os
-from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,9 +19,16 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from tokenizers import Tokenizer
 
-from ._model import ACTIVATIONS, POOLINGS, EncoderConfig, TextEncoder, inference_replica, onednn_linear_works
+from ._devices import resolve_device, resolve_precision
+from ._loop import Checkpoint, Stopping, TrainingData, adamw, checkpoint_key, infer, linear_schedule, train
+from ._model import ACTIVATIONS, POOLINGS, EncoderConfig, TextEncoder
+from ._progress import Progress
 from ._text import PAD_ID, SPECIAL_TOKENS, check_documents, encode, train_tokenizer
-from ._training import TrainingData, checkpoint_key, cpu_has_native_bf16, infer, resolve_precision, train
+
+try:
+    from . import _fast
+except ImportError:  # only speed depends on it
+    _fast = None
 
 # Documents encoded at a time during inference: bounds memory to one chunk of
 # token ids plus the output array, whatever the number of documents.
@@ -160,31 +167,71 @@ class _AttentionBase(BaseEstimator):
             ) from None
         return data.subset(np.sort(train_rows)), data.subset(np.sort(validation_rows))
 
-    def _run(self, module, data, loss_fn, *, rng, device, description, validation=None, score_fn=None, **options):
-        """Train ``module`` with :func:`skattn._training.train`; return its History."""
-        key = None
+    def _train(
+        self,
+        module,
+        data,
+        loss_fn,
+        *,
+        rng,
+        device,
+        description,
+        validation=None,
+        score_fn=None,
+        max_epochs=None,
+        constant_learning_rate=False,
+        optimizer_state=None,
+    ):
+        """Train ``module`` in place with this estimator's training parameters.
+
+        ``module`` brings its own ``parameter_groups``. ``partial_fit`` passes
+        ``max_epochs=1``, a constant learning rate and the optimizer state of
+        its previous call.
+
+        Returns
+        -------
+        history : skattn._loop.History
+        optimizer_state : dict
+        """
+        max_epochs = self.max_epochs if max_epochs is None else max_epochs
+        if _fast is not None:
+            _fast.speed_up_training(module)
+        optimizer = adamw(module.parameter_groups(self.learning_rate, self.weight_decay), self.learning_rate, device)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        n_batches = -(-len(data) // self.batch_size)
+        scheduler = linear_schedule(optimizer, max_epochs * n_batches, self.warmup_fraction, constant_learning_rate)
+        checkpoint = None
         if self.checkpoint_dir is not None:
             key = checkpoint_key(
                 description,
                 # The estimator's own weights matter only when this fit continues them.
                 fingerprint(self, with_state=self._warm()),
-                _digest(data),
-                None if validation is None else _digest(validation),
+                data.digest(),
+                None if validation is None else validation.digest(),
             )
-        history, optimizer_state = train(
-            self,
+            checkpoint = Checkpoint(self.checkpoint_dir, key, description)
+        history = train(
             module,
             data,
             loss_fn,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            batch_size=self.batch_size,
+            max_epochs=max_epochs,
+            stopping=Stopping(self.n_iter_no_change, self.tol),
             rng=rng,
             device=device,
+            autocast_dtype=resolve_precision(self.precision, device),
             description=description,
             validation=validation,
             score_fn=score_fn,
-            checkpoint_key=key,
-            **options,
+            checkpoint=checkpoint,
+            resume=self.resume,
+            progress=Progress(self.verbose, description, max_epochs),
+            advice=f"Try a lower learning_rate (now {self.learning_rate}) or precision='fp32'.",
         )
-        return history, optimizer_state
+        return history, optimizer.state_dict()
 
     def _record(self, history, *, warm=False):
         """Set the fitted attributes that describe training from ``history``."""
@@ -201,14 +248,10 @@ class _AttentionBase(BaseEstimator):
 
     # -- inference -----------------------------------------------------------
 
-    def _inference_device(self):
-        """Resolve ``device`` and move the fitted model there if needed."""
-        device = resolve_device(self.device)
-        self.model_.to(device)
-        return device
-
     def _forward_all(self, X, n_outputs, method=None):
         """Run the fitted model over documents, streaming them in chunks.
+
+        Reads the estimator and never changes it, so threads may share it.
 
         Parameters
         ----------
@@ -226,9 +269,8 @@ class _AttentionBase(BaseEstimator):
             Rows in the order of ``X``.
         """
         documents = check_documents(X)
-        device = self._inference_device()
-        dtype = resolve_precision(self.precision, device)
-        model = self.model_.eval() if dtype is None else self._replica(dtype)
+        device = resolve_device(self.device)
+        model, autocast_dtype = self._inference_model(device)
         forward = model if method is None else getattr(model, method)
         outputs = np.empty((len(documents), n_outputs), dtype=np.float32)
         for start in range(0, len(documents), _INFERENCE_CHUNK):
@@ -239,7 +281,7 @@ class _AttentionBase(BaseEstimator):
                 n_outputs,
                 batch_size=self.batch_size,
                 device=device,
-                autocast_dtype=None,
+                autocast_dtype=autocast_dtype,
             )
         return outputs
 
@@ -247,18 +289,40 @@ class _AttentionBase(BaseEstimator):
         """What the fitted model reads from ``documents``, as a TrainingData."""
         return TrainingData(self._encode(self.tokenizer_, self.config_, documents))
 
-    def _replica(self, dtype):
-        """The fitted model with its blocks cast to ``dtype``, made once per fit.
+    def _inference_model(self, device):
+        """The model to run on ``device`` and the dtype to autocast it to (None for none).
 
-        The cache is keyed on the ``model_`` object, which every fit replaces.
+        The replica made by :meth:`_prepare_inference` when it fits the
+        current ``device`` and ``precision``; else one made for this call.
         """
-        cached = self.__dict__.get("_inference_cache")
-        device = next(self.model_.parameters()).device
-        if cached is None or cached[0] is not self.model_ or cached[1] != (dtype, device):
-            fuse = device.type == "cpu" and dtype == torch.bfloat16 and cpu_has_native_bf16() and onednn_linear_works()
-            cached = (self.model_, (dtype, device), inference_replica(self.model_, dtype, fuse_linear=fuse))
-            self._inference_cache = cached
-        return cached[2]
+        dtype = resolve_precision(self.precision, device)
+        prepared = self.__dict__.get("_inference_replica")
+        if prepared is not None and prepared[:2] == (device, dtype):
+            return prepared[2], None
+        model = self.model_
+        if next(model.parameters()).device != device:
+            model = copy.deepcopy(model).to(device)
+        if dtype is None:
+            return model, None
+        if _fast is None:
+            return model, dtype
+        return _fast.inference_replica(model, dtype), None
+
+    def _prepare_inference(self):
+        """Put ``model_`` on ``device`` and make its reduced-precision replica once.
+
+        Called at the end of ``fit`` and on unpickling, so that ``predict``
+        and ``transform`` only read the estimator.
+        """
+        self.__dict__.pop("_inference_replica", None)
+        try:
+            device = resolve_device(self.device)
+        except ValueError:  # a model saved on a GPU, loaded without one
+            device = torch.device("cpu")
+        self.model_.to(device).eval()
+        dtype = resolve_precision(self.precision, device)
+        if dtype is not None and _fast is not None:
+            self._inference_replica = (device, dtype, _fast.inference_replica(self.model_, dtype))
 
     def _score_fn(self, multilabel=False):
         """Validation scorer for classification: accuracy (subset accuracy if multilabel)."""
@@ -282,12 +346,17 @@ class _AttentionBase(BaseEstimator):
 
     # -- persistence ---------------------------------------------------------
 
+    @staticmethod
+    def _upgrade_weights(state_dict):
+        """A pickled state dict in the layout of today's module (as it is, unless overridden)."""
+        return state_dict
+
     def __getstate__(self):
         state = dict(super().__getstate__())
         # An optimizer kept for partial_fit is not shipped; a reloaded model
         # continues partial_fit with a fresh one.
         state.pop("_optimizer_state", None)
-        state.pop("_inference_cache", None)
+        state.pop("_inference_replica", None)
         if "model_" in state:
             # CPU tensors and the tokenizer's JSON: loading needs neither CUDA
             # nor torch.load, and the live module is rebuilt in __setstate__.
@@ -309,8 +378,8 @@ class _AttentionBase(BaseEstimator):
             state = dict(state, tokenizer_=tokenizer)
             super().__setstate__(state)
             self.model_ = self._build_module()
-            self.model_.load_state_dict(weights)
-            self.model_.eval()
+            self.model_.load_state_dict(self._upgrade_weights(weights))
+            self._prepare_inference()
         else:
             super().__setstate__(state)
 
@@ -342,100 +411,3 @@ def fingerprint(value, with_state=True):
         state = digest.hexdigest()
     fields = sorted((name, fingerprint(v)) for name, v in params.items() if name not in RUN_CONTROLS)
     return (type(value).__qualname__, fields, state)
-
-
-
-def _digest(data):
-    digest = hashlib.sha256()
-    for window in data.encoded.windows:
-        digest.update(window.tobytes())
-    digest.update(data.encoded.offsets.tobytes())
-    for array in (data.targets, data.weights):
-        if array is not None:
-            digest.update(np.ascontiguousarray(array).tobytes())
-    if data.ngrams is not None:
-        for array in (data.ngrams.indptr, data.ngrams.indices, data.ngrams.data):
-            digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def resolve_device(device):
-    """Turn the ``device`` parameter into a :class:`torch.device`.
-
-    ``"auto"`` picks CUDA when available, else the CPU.
-    """
-    if isinstance(device, torch.device):
-        resolved = device
-    elif device == "auto":
-        resolved = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            resolved = torch.device(device)
-        except RuntimeError as error:
-            raise ValueError(
-                f"device={device!r} is not a valid device: use 'auto', 'cpu', 'cuda' or "
-                f"'cuda:N'."
-            ) from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available.")
-    return resolved
-
-
-@contextmanager
-def seeded_torch(seed, device):
-    """Seed torch's global generators for a block and restore them afterwards.
-
-    Dropout and ``nn.init`` draw from the global generators; forking them keeps
-    the user's random state untouched while making the fit repeatable.
-    """
-    devices = []
-    if device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def classification_loss(class_weight=None, multilabel=False):
-    """Return a ``loss_fn`` for :func:`skattn._training.train` on labels.
-
-    Parameters
-    ----------
-    class_weight : numpy.ndarray of shape (n_classes,), default=None
-        Weight of each class in the cross-entropy.
-    multilabel : bool, default=False
-        Targets are a label-indicator matrix: one sigmoid per label.
-    """
-    cache = {}
-
-    def loss_fn(module, batch, rng):
-        # A model with an n-gram path is trained on the sum of each path's loss.
-        return sum(path_loss(logits.float(), batch) for logits in module.path_logits(**batch.inputs()))
-
-    def path_loss(logits, batch):  # logits: (batch, n_outputs)
-        if multilabel:
-            per_sample = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, batch.targets, reduction="none"
-            ).mean(dim=1)
-        else:
-            device = logits.device
-            if class_weight is not None and device not in cache:
-                cache[device] = torch.as_tensor(class_weight, dtype=torch.float32, device=device)
-            weight = cache.get(device)
-            per_sample = torch.nn.functional.cross_entropy(logits, batch.targets, reduction="none")
-            if weight is not None:
-                # Same normalisation as cross_entropy(weight=...): a weighted mean.
-                sample_weight = weight[batch.targets]
-                if batch.weights is not None:
-                    sample_weight = sample_weight * batch.weights
-                return (per_sample * sample_weight).sum() / sample_weight.sum().clamp(min=1e-12)
-        return weighted_mean(per_sample, batch.weights)
-
-    return loss_fn
-
-
-def weighted_mean(values, weights):
-    """Mean of ``values``, weighted by ``weights`` when given."""
-    if weights is None:
-        return values.mean()
-    return (values * weights).sum() / weights.sum().clamp(min=1e-12)

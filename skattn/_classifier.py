@@ -11,14 +11,16 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import _AttentionBase, classification_loss, resolve_device, seeded_torch
+from ._base import _AttentionBase
+from ._devices import resolve_device, seeded_torch
 from ._docs import SHARED_PARAMETERS, TRAINING_ATTRIBUTES
 from ._encoder import AttentionEncoder
-from ._model import SequenceClassifier, TextEncoder
-from ._ngrams import fit_ngram_vectorizer, transform_ngrams
+from ._heads import SequenceClassifier, classification_loss
+from ._loop import TrainingData, warn_if_not_converged
+from ._model import TextEncoder
+from ._ngrams import NgramFeatures, NgramPath, fit_ngram_vectorizer, rename_legacy_weights, transform_ngrams
 from ._targets import Targets
 from ._text import check_documents
-from ._training import TrainingData, warn_if_not_converged
 
 
 class AttentionClassifier(ClassifierMixin, _AttentionBase):
@@ -305,18 +307,18 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             if warm:
                 tokenizer, config, vectorizer = self.tokenizer_, self.config_, self.ngram_vectorizer_
                 module = copy.deepcopy(self.model_).to(device)
-                ngrams = None if vectorizer is None else transform_ngrams(vectorizer, documents)
+                ngrams = None if vectorizer is None else NgramFeatures(transform_ngrams(vectorizer, documents))
             else:
                 tokenizer, config, encoder = pretrained or self._new_encoder(documents)
                 vectorizer, ngrams = self._fit_ngram_vectorizer(documents)
-                module = SequenceClassifier(encoder, len(targets.classes), _n_features(vectorizer)).to(device)
+                module = _classifier_module(encoder, len(targets.classes), vectorizer).to(device)
             module.encoder_scale.fill_(self.encoder_logit_scale)
             rows = np.flatnonzero(targets.labeled)
             data = TrainingData(
                 self._encode(tokenizer, config, [documents[i] for i in rows]),
                 targets=targets.encoded[rows],
                 weights=None if weights is None else weights[rows],
-                ngrams=None if ngrams is None else ngrams[rows],
+                features=None if ngrams is None else ngrams.subset(rows),
             )
             options = {}
             if partial:
@@ -328,7 +330,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
                 validation = None
             else:
                 data, validation = self._split(data, rng, stratify=None if targets.multilabel else data.targets)
-            history, optimizer_state = self._run(
+            history, optimizer_state = self._train(
                 module,
                 data,
                 classification_loss(class_weight, multilabel=targets.multilabel),
@@ -349,6 +351,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         self.model_ = module
         self._multilabel = targets.multilabel
         self._record(history, warm=warm)
+        self._prepare_inference()
         if partial:
             self._optimizer_state = optimizer_state
         else:
@@ -438,7 +441,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     def _inputs(self, documents):
         inputs = super()._inputs(documents)
         if self.ngram_vectorizer_ is not None:
-            inputs.ngrams = transform_ngrams(self.ngram_vectorizer_, documents)
+            inputs.features = NgramFeatures(transform_ngrams(self.ngram_vectorizer_, documents))
         return inputs
 
     def __sklearn_tags__(self):
@@ -470,12 +473,15 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         """The fitted n-gram vectorizer and the features of ``documents``; Nones without."""
         if self.ngram_range is None:
             return None, None
-        return fit_ngram_vectorizer(documents, ngram_range=self.ngram_range, lowercase=self.lowercase)
+        vectorizer, matrix = fit_ngram_vectorizer(documents, ngram_range=self.ngram_range, lowercase=self.lowercase)
+        return vectorizer, NgramFeatures(matrix)
 
     def _build_module(self):
-        return SequenceClassifier(
-            TextEncoder(self.config_), len(self.classes_), _n_features(self.ngram_vectorizer_)
-        )
+        return _classifier_module(TextEncoder(self.config_), len(self.classes_), self.ngram_vectorizer_)
+
+    @staticmethod
+    def _upgrade_weights(state_dict):
+        return rename_legacy_weights(state_dict)
 
 
 AttentionClassifier.__doc__ = (
@@ -489,5 +495,10 @@ def _unfrozen(encoder):
     return encoder.estimator if isinstance(encoder, FrozenEstimator) else encoder
 
 
-def _n_features(vectorizer):
-    return 0 if vectorizer is None else len(vectorizer.vocabulary_)
+def _classifier_module(encoder, n_outputs, vectorizer):
+    """The classifier's model: ``encoder`` with a linear head and, with ``vectorizer``, an n-gram path."""
+    module = SequenceClassifier(encoder, n_outputs)
+    # Built after the head, so that weight initialisation draws in a fixed order.
+    if vectorizer is not None:
+        module.wide = NgramPath(len(vectorizer.vocabulary_), n_outputs)
+    return module

@@ -9,12 +9,19 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import _AttentionBase, classification_loss, resolve_device, seeded_torch, weighted_mean
+from ._base import _AttentionBase
+from ._devices import resolve_device, resolve_precision, seeded_torch
 from ._docs import SHARED_PARAMETERS, TRAINING_ATTRIBUTES
-from ._model import MaskedLanguageModel, SequenceClassifier, TextEncoder
+from ._heads import MaskedLanguageModel, SequenceClassifier, classification_loss, masked_language_model_loss
+from ._loop import TrainingData, autocast_context, warn_if_not_converged
+from ._model import TextEncoder
 from ._targets import Targets
-from ._text import SPECIAL_TOKENS, check_documents, length_batches
-from ._training import TrainingData, autocast_context, resolve_precision, warn_if_not_converged
+from ._text import MASK_ID, SPECIAL_TOKENS, check_documents, length_batches
+
+try:
+    from ._fast import SELECTED_MULTIPLE
+except ImportError:  # only speed depends on it
+    SELECTED_MULTIPLE = 1
 
 
 class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _AttentionBase):
@@ -174,7 +181,13 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
                     weights=None if weights is None else np.repeat(weights, windows_per_document),
                 )
                 train_data, validation = self._split(data, rng)
-                loss_fn = masked_language_model_loss(self.mlm_probability, config.vocab_size)
+                loss_fn = masked_language_model_loss(
+                    self.mlm_probability,
+                    config.vocab_size,
+                    n_special=len(SPECIAL_TOKENS),
+                    mask_id=MASK_ID,
+                    selected_multiple=SELECTED_MULTIPLE,
+                )
                 score_fn = self._masked_language_model_score(loss_fn)
             else:
                 description = "AttentionEncoder supervised"
@@ -183,7 +196,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
                 train_data, validation = self._split(data, rng, stratify=targets)
                 loss_fn = classification_loss()
                 score_fn = self._score_fn()
-            history, _ = self._run(
+            history, _ = self._train(
                 module,
                 train_data,
                 loss_fn,
@@ -197,6 +210,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         self.tokenizer_ = tokenizer
         self.config_ = config
         self.model_ = encoder
+        self._prepare_inference()
         self._record(history, warm=warm)
         return self
 
@@ -247,47 +261,3 @@ AttentionEncoder.__doc__ = (
     AttentionEncoder.__doc__.replace("%(shared_parameters)s", SHARED_PARAMETERS)
     .replace("%(training_attributes)s", TRAINING_ATTRIBUTES)
 )
-
-
-_SELECTED_MULTIPLE = 64
-
-
-def masked_language_model_loss(mlm_probability, vocab_size):
-    """Return a ``loss_fn`` that masks tokens anew in each batch (BERT's 80/10/10).
-
-    Parameters
-    ----------
-    mlm_probability : float
-        Probability that a non-special token is selected for prediction.
-    vocab_size : int
-        Random replacements are drawn from the non-special tokens.
-    """
-    n_special = len(SPECIAL_TOKENS)
-    mask_id = SPECIAL_TOKENS.index("[MASK]")
-
-    def loss_fn(module, batch, rng):
-        ids = batch.ids
-        # Drawn with NumPy so that masks do not depend on the device.
-        draws = rng.random((3, *ids.shape), dtype=np.float32)
-        select_draw, action_draw, token_draw = torch.from_numpy(draws).to(ids.device)
-        selected = (ids >= n_special) & (select_draw < mlm_probability)  # (batch, seq)
-        inputs = ids.masked_fill(selected & (action_draw < 0.8), mask_id)
-        randomize = selected & (action_draw >= 0.8) & (action_draw < 0.9)
-        random_ids = n_special + (token_draw * (vocab_size - n_special)).long()
-        inputs = torch.where(randomize, random_ids.clamp(max=vocab_size - 1), inputs)
-        flat = selected.flatten().nonzero().squeeze(1)  # (n_selected,)
-        n_selected = len(flat)
-        # A few distinct matrix shapes, not one per batch: oneDNN compiles
-        # and caches a kernel for each shape it sees (see _text.PAD_MULTIPLE).
-        padding = -n_selected % _SELECTED_MULTIPLE
-        logits = module(inputs, torch.cat([flat, flat.new_zeros(padding)]))  # (n_selected + padding, vocab_size)
-        if n_selected == 0:
-            return logits.sum() * 0.0
-        targets = ids.flatten()[flat]  # (n_selected,)
-        per_token = torch.nn.functional.cross_entropy(logits[:n_selected].float(), targets, reduction="none")
-        token_weights = None
-        if batch.weights is not None:
-            token_weights = batch.weights.unsqueeze(1).expand_as(ids).flatten()[flat]  # (n_selected,)
-        return weighted_mean(per_token, token_weights)
-
-    return loss_fn

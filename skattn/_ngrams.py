@@ -1,20 +1,26 @@
-"""Word n-gram TF-IDF features for the classifier's linear (wide) path.
+"""The wide path: a linear model over TF-IDF word n-grams beside the encoder.
 
 Beside the attention encoder, :class:`~skattn.AttentionClassifier` can score a
 document with a linear model over TF-IDF-weighted word n-grams of the whole
-document, trained in the same loop (see ``SequenceClassifier``). The
-vectorizer is scikit-learn's; only the word splitting is skattn's, so that
+document, trained in the same loop (the ``wide`` part of
+``_heads.SequenceClassifier``). This is the only module that knows about
+n-grams: their features (:func:`fit_ngram_vectorizer`, :class:`NgramFeatures`)
+and their linear layer with its learning-rate group (:class:`NgramPath`).
+The vectorizer is scikit-learn's; only the word splitting is skattn's, so that
 scripts written without spaces (Chinese, Japanese) yield one "word" per
 character, as the subword tokenizer sees them, instead of one per sentence.
 """
 
+import hashlib
 import re
 import unicodedata
 
 import numpy as np
 import scipy.sparse
+import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
+from torch import nn
 
 # Largest number of n-gram features kept, the most frequent in the training
 # texts: bounds the linear path to MAX_NGRAM_FEATURES * n_classes weights.
@@ -135,23 +141,66 @@ def transform_ngrams(vectorizer, documents):
     return normalize(counts, copy=False)
 
 
-def ngram_tensors(matrix, rows):
-    """``(indices, offsets, weights)`` of rows of a CSR matrix, for ``nn.EmbeddingBag``.
+class NgramFeatures:
+    """TF-IDF rows of documents, in the form the training loop and :class:`NgramPath` read.
 
     Parameters
     ----------
     matrix : scipy.sparse.csr_matrix of shape (n_documents, n_features)
-    rows : numpy.ndarray of int
-
-    Returns
-    -------
-    indices : numpy.ndarray of int64
-    offsets : numpy.ndarray of int64, shape (len(rows),)
-    weights : numpy.ndarray of float32
     """
-    sub = matrix[rows]
-    return (
-        sub.indices.astype(np.int64),
-        sub.indptr[:-1].astype(np.int64),
-        sub.data.astype(np.float32, copy=False),
-    )
+
+    def __init__(self, matrix):
+        self.matrix = matrix
+
+    def __len__(self):
+        return self.matrix.shape[0]
+
+    def subset(self, rows):
+        return NgramFeatures(self.matrix[rows])
+
+    def tensors(self, rows, to_device):
+        """``(indices, offsets, weights)`` of ``rows`` for ``nn.EmbeddingBag``, via ``to_device``."""
+        sub = self.matrix[rows]
+        arrays = (sub.indices.astype(np.int64), sub.indptr[:-1].astype(np.int64), sub.data.astype(np.float32, copy=False))
+        return tuple(to_device(array) for array in arrays)
+
+    def digest(self):
+        digest = hashlib.sha256()
+        for array in (self.matrix.indptr, self.matrix.indices, self.matrix.data):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+
+# The n-gram path is a linear model on L2-normalised TF-IDF rows: its weights
+# must grow to several units, far beyond where the encoder's learning rate
+# takes them in a few epochs.
+LEARNING_RATE_SCALE = 50
+
+
+class NgramPath(nn.Module):
+    """One weight per n-gram and output: logits are the TF-IDF-weighted sums of a document's n-grams.
+
+    Parameters
+    ----------
+    n_features : int
+    n_outputs : int
+    """
+
+    def __init__(self, n_features, n_outputs):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(n_features, n_outputs, mode="sum")
+        nn.init.zeros_(self.bag.weight)
+
+    def forward(self, features):
+        """Logits ``(n_documents, n_outputs)`` from :meth:`NgramFeatures.tensors`."""
+        indices, offsets, weights = features
+        return self.bag(indices, offsets, per_sample_weights=weights.to(self.bag.weight.dtype))
+
+    def parameter_groups(self, learning_rate):
+        """One AdamW group: ``LEARNING_RATE_SCALE`` times the learning rate, no weight decay."""
+        return [{"params": list(self.parameters()), "weight_decay": 0.0, "lr": learning_rate * LEARNING_RATE_SCALE}]
+
+
+def rename_legacy_weights(state_dict):
+    """A classifier's state dict from before the wide path was a module of its own, renamed."""
+    return {("wide.bag.weight" if name == "ngrams.weight" else name): tensor for name, tensor in state_dict.items()}

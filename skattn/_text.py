@@ -338,7 +338,7 @@ def encode(tokenizer, documents, *, max_length, chunk=False):
     """
     content = max_length - 2
     if chunk:
-        token_ids = [e.ids for e in tokenizer.encode_batch_fast(documents, add_special_tokens=False)]
+        token_ids = [e.ids for e in tokenizer.encode_batch_fast(_private_copies(documents), add_special_tokens=False)]
     else:
         token_ids = _leading_token_ids(tokenizer, documents, content)
     windows, counts = [], np.zeros(len(documents) + 1, dtype=np.int64)
@@ -372,7 +372,7 @@ def _leading_token_ids(tokenizer, documents, n_tokens):
     exactly those of the whole text, since the cut falls between two words.
     """
     width = 16 * n_tokens + 256
-    texts = [_cut_at_word_boundary(document, width) for document in documents]
+    texts = _private_copies([_cut_at_word_boundary(document, width) for document in documents])
     encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
     result = [encoding.ids[:n_tokens] for encoding in encodings]
     short = [i for i, text in enumerate(texts) if len(result[i]) < n_tokens and len(text) < len(documents[i])]
@@ -383,6 +383,17 @@ def _leading_token_ids(tokenizer, documents, n_tokens):
             result[i] = encoding.ids[:n_tokens]
         short = [i for i, text in zip(short, texts) if len(result[i]) < n_tokens and len(text) < len(documents[i])]
     return result
+
+
+def _private_copies(texts):
+    """``texts`` with each non-ASCII text replaced by a copy of its own.
+
+    Reading a non-ASCII ``str``, the tokenizer makes CPython cache a UTF-8
+    copy inside the string object, where it stays as long as the string:
+    encoding the caller's own texts would grow them for good. A copy is
+    dropped, cache and all, with the batch.
+    """
+    return [text if text.isascii() else "".join((text, "")) for text in texts]
 
 
 def _cut_at_word_boundary(text, width):
@@ -457,10 +468,10 @@ def split_by_tokens(sorted_rows, sorted_lengths, batch_size, token_budget):
         used += length
     batches.append(sorted_rows[start:])
     return batches
-# Padded widths are rounded up to a multiple of this: on CPU, oneDNN compiles
-# and caches kernels per matrix shape, so a few distinct widths keep memory
-# flat and run faster than one width per batch (see benchmarks/README.md).
-PAD_MULTIPLE = 16
+try:
+    from ._fast import PAD_MULTIPLE
+except ImportError:  # without the fast paths, batches are as wide as their longest window
+    PAD_MULTIPLE = 1
 
 
 def pad(sequences, max_width=None):

@@ -1,4 +1,4 @@
-"""The PyTorch model's fast paths agree with the plain PyTorch ops they replace."""
+"""The plain PyTorch model: attention, activations, configs."""
 
 import dataclasses
 import pickle
@@ -7,15 +7,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from skattn._model import (
-    EncoderConfig,
-    OneDNNLinear,
-    SequenceClassifier,
-    TextEncoder,
-    _unfused_attention,
-    inference_replica,
-    onednn_linear_works,
-)
+from skattn._heads import SequenceClassifier
+from skattn._model import EncoderConfig, SelfAttention, TextEncoder, explicit_attention
 
 CONFIG = EncoderConfig(
     vocab_size=50, max_length=24, d_model=32, n_heads=4, n_layers=2, d_ff=64, dropout=0.0, pooling="mean"
@@ -30,7 +23,7 @@ def padded_ids(generator):
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
-def test_unfused_attention_matches_scaled_dot_product_attention(dtype, tolerance):
+def testexplicit_attention_matches_scaled_dot_product_attention(dtype, tolerance):
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 4, 7, 8, generator=generator, dtype=torch.float64) for _ in range(3))
     attend = torch.ones(2, 1, 1, 7, dtype=torch.bool)
@@ -38,7 +31,7 @@ def test_unfused_attention_matches_scaled_dot_product_attention(dtype, tolerance
     inputs = [t.to(dtype).requires_grad_() for t in (q, k, v)]
     reference = [t.detach().double().requires_grad_() for t in inputs]
 
-    fast = _unfused_attention(*inputs, attend)
+    fast = explicit_attention(*inputs, attend)
     exact = F.scaled_dot_product_attention(*reference, attn_mask=attend)
     torch.testing.assert_close(fast.double(), exact, atol=tolerance, rtol=tolerance)
 
@@ -49,10 +42,10 @@ def test_unfused_attention_matches_scaled_dot_product_attention(dtype, tolerance
     assert torch.all(inputs[1].grad[1, :, 4:] == 0)  # masked keys get no gradient
 
 
-def test_unfused_attention_gives_uniform_weights_to_a_fully_masked_row():
+def testexplicit_attention_gives_uniform_weights_to_a_fully_masked_row():
     q = k = torch.zeros(1, 1, 3, 2)
     v = torch.arange(6.0).view(1, 1, 3, 2)
-    y = _unfused_attention(q, k, v, torch.zeros(1, 1, 1, 3, dtype=torch.bool))
+    y = explicit_attention(q, k, v, torch.zeros(1, 1, 1, 3, dtype=torch.bool))
     assert torch.isfinite(y).all()
     torch.testing.assert_close(y[0, 0, 0], v[0, 0].mean(dim=0))
 
@@ -65,45 +58,6 @@ def test_bf16_training_attention_follows_the_fp32_model():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = model(ids)  # the unfused attention path
     torch.testing.assert_close(bf16.float(), fp32, atol=0.05, rtol=0.05)
-
-
-@pytest.mark.skipif(not onednn_linear_works(), reason="PyTorch build without a working oneDNN linear op (torch.ops.mkldnn); skattn falls back to nn.Linear")
-@pytest.mark.parametrize("activation, reference", [(None, lambda y: y), ("relu", F.relu), ("gelu", F.gelu)])
-def test_onednn_linear_matches_linear_and_activation(activation, reference):
-    generator = torch.Generator().manual_seed(0)
-    linear = torch.nn.Linear(32, 48).to(torch.bfloat16)
-    x = torch.randn(3, 5, 32, generator=generator).to(torch.bfloat16)
-    with torch.inference_mode():
-        torch.testing.assert_close(OneDNNLinear(linear, activation)(x), reference(linear(x)), atol=2e-2, rtol=2e-2)
-        residual = torch.randn(3, 5, 48, generator=generator).to(torch.bfloat16)
-        if activation is None:
-            torch.testing.assert_close(OneDNNLinear(linear)(x, residual), linear(x) + residual, atol=3e-2, rtol=2e-2)
-        else:
-            with pytest.raises(ValueError, match="without activation"):
-                OneDNNLinear(linear, activation)(x, residual)
-
-
-def test_onednn_linear_rejects_an_unknown_activation():
-    with pytest.raises(ValueError, match="Unknown activation 'tanh'"):
-        OneDNNLinear(torch.nn.Linear(4, 4), "tanh")
-
-
-@pytest.mark.skipif(not onednn_linear_works(), reason="PyTorch build without a working oneDNN linear op (torch.ops.mkldnn); skattn falls back to nn.Linear")
-@pytest.mark.parametrize("activation", ["relu", "gelu"])
-def test_fused_replica_matches_the_plain_replica(activation):
-    torch.manual_seed(0)
-    model = SequenceClassifier(TextEncoder(dataclasses.replace(CONFIG, activation=activation)), 3).eval()
-    ids = padded_ids(torch.Generator().manual_seed(1))
-    plain = inference_replica(model, torch.bfloat16)
-    fused = inference_replica(model, torch.bfloat16, fuse_linear=True)
-    assert isinstance(fused.encoder.blocks[0].ff.up, OneDNNLinear)
-    assert fused.encoder.blocks[0].ff.up.post_op == activation
-    assert isinstance(plain.encoder.blocks[0].ff.up, torch.nn.Linear)
-    with torch.inference_mode():
-        torch.testing.assert_close(fused(ids), plain(ids), atol=2e-2, rtol=2e-2)
-        torch.testing.assert_close(fused(ids), model(ids), atol=5e-2, rtol=5e-2)
-    # The replica is a copy: the fitted model keeps its own float32 weights.
-    assert model.encoder.blocks[0].ff.up.weight.dtype == torch.float32
 
 
 @pytest.mark.parametrize("activation, module", [("relu", torch.nn.ReLU), ("gelu", torch.nn.GELU)])
@@ -132,8 +86,6 @@ def test_training_attention_gradients_stay_finite_when_every_score_is_very_negat
     # norm on an H200: a padded width of 64, a mask, and query rows whose
     # scores are all below -88.7 (PyTorch issue 196678, cuDNN's attention
     # backward). Runs on CUDA where available: there the fused kernel fails it.
-    from skattn._model import SelfAttention
-
     device = _training_device()
     config = dataclasses.replace(CONFIG, d_model=64, n_heads=1, max_length=64)
     attention = SelfAttention(config).to(device).train()

@@ -73,8 +73,8 @@ def test_vectorizer_needs_a_word():
 
 def test_classifier_has_both_paths_and_predicts_their_sum(fitted_classifier):
     vectorizer = fitted_classifier.ngram_vectorizer_
-    assert len(vectorizer.vocabulary_) == fitted_classifier.model_.ngrams.num_embeddings
-    assert fitted_classifier.model_.ngrams.weight.abs().sum() > 0  # trained
+    assert len(vectorizer.vocabulary_) == fitted_classifier.model_.wide.bag.num_embeddings
+    assert fitted_classifier.model_.wide.bag.weight.abs().sum() > 0  # trained
     inputs = fitted_classifier._inputs(TOPIC_TEXTS[:4])
     batch = inputs.batch(np.arange(4), next(fitted_classifier.model_.parameters()).device)
     with torch.inference_mode():
@@ -89,7 +89,7 @@ def test_classifier_has_both_paths_and_predicts_their_sum(fitted_classifier):
 def test_ngram_range_none_trains_the_encoder_alone():
     clf = AttentionClassifier(**TINY, ngram_range=None).fit(TOPIC_TEXTS, TOPIC_LABELS)
     assert clf.ngram_vectorizer_ is None
-    assert clf.model_.ngrams is None
+    assert clf.model_.wide is None
     assert clf.predict(TOPIC_TEXTS).shape == (len(TOPIC_TEXTS),)
 
 

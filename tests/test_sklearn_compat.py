@@ -259,9 +259,9 @@ def test_cross_val_score_and_cross_validate():
 class _ThreadProbe(AttentionClassifier):
     """Records torch's intra-op thread count while training."""
 
-    def _run(self, *args, **kwargs):
+    def _train(self, *args, **kwargs):
         self.train_threads_ = torch.get_num_threads()
-        return super()._run(*args, **kwargs)
+        return super()._train(*args, **kwargs)
 
 
 def _fit_and_count_threads():

@@ -12,6 +12,7 @@ from skattn._text import (
     CLS_ID,
     EncodedTexts,
     PAD_ID,
+    PAD_MULTIPLE,
     SEP_ID,
     SPECIAL_TOKENS,
     encode,
@@ -146,10 +147,12 @@ def test_pad():
     ids = pad([np.array([2, 7, 3]), np.array([2, 3])], max_width=3)
     assert ids.tolist() == [[2, 7, 3], [2, 3, PAD_ID]]
     assert ids.dtype == np.int64
-    # Widths are rounded up to a multiple of 16, within max_width.
-    assert pad([np.arange(17)], max_width=100).shape == (1, 32)
-    assert pad([np.arange(17)], max_width=20).shape == (1, 20)
-    assert pad([np.arange(3)]).shape == (1, 16)
+    # Widths are rounded up to a multiple of PAD_MULTIPLE (16 with the fast
+    # paths, 1 without), within max_width.
+    rounded = -(-17 // PAD_MULTIPLE) * PAD_MULTIPLE
+    assert pad([np.arange(17)], max_width=100).shape == (1, rounded)
+    assert pad([np.arange(17)], max_width=17 + PAD_MULTIPLE // 2).shape == (1, min(rounded, 17 + PAD_MULTIPLE // 2))
+    assert pad([np.arange(3)]).shape == (1, -(-3 // PAD_MULTIPLE) * PAD_MULTIPLE)
 
 
 def test_tokenizer_json_round_trip():
@@ -189,3 +192,14 @@ def test_truncation_tokenizes_a_prefix_and_keeps_the_same_tokens(text):
     if "x" * 1000 not in text:
         assert max(seen) < 2_000  # a prefix, not the whole text
 
+
+
+@pytest.mark.parametrize("chunk", [False, True])
+def test_encoding_leaves_the_callers_texts_as_they_were(chunk):
+    # CPython caches a UTF-8 copy inside a non-ASCII str that the tokenizer
+    # reads; encoding the caller's own objects would grow them for good.
+    tokenizer = train_tokenizer(TOPIC_TEXTS + CHINESE, kind="wordpiece", vocab_size=300, lowercase=True)
+    texts = ["".join(("café crème ", str(i))) for i in range(50)] + ["".join(("我爱北京", str(i))) for i in range(50)]
+    sizes = [sys.getsizeof(text) for text in texts]
+    encode(tokenizer, texts, max_length=16, chunk=chunk)
+    assert [sys.getsizeof(text) for text in texts] == sizes

@@ -20,7 +20,7 @@ import skattn._base
 import skattn._classifier
 from skattn import AttentionClassifier, AttentionEncoder
 from skattn.datasets import load_r8
-from skattn._training import CHECKPOINT_FILE
+from skattn._loop import CHECKPOINT_FILE
 
 from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
 
@@ -405,24 +405,3 @@ def test_resume_refuses_a_checkpoint_written_with_another_encoder(tmp_path, othe
 def test_early_stopping_on_too_little_data_names_validation_fraction():
     with pytest.raises(ValueError, match=r"early_stopping=True cannot hold out validation_fraction=0.1 of 6 training documents \(1 documents\) stratified over 3 classes"):
         AttentionClassifier(**dict(TINY, early_stopping=True)).fit(TOPIC_TEXTS[:6], TOPIC_LABELS[:6])
-
-
-def test_cpu_dropout_masks():
-    from skattn._model import Dropout
-
-    x = torch.ones(200, 500, requires_grad=True)
-    dropout = Dropout(0.1).train()
-    with torch.random.fork_rng():
-        torch.manual_seed(3)
-        y = dropout(x)
-        torch.manual_seed(3)
-        again = dropout(x)
-    torch.testing.assert_close(y, again)  # torch's seed decides the mask
-    assert abs(float((y == 0).float().mean()) - 0.1) < 0.005
-    kept = y[y != 0]
-    torch.testing.assert_close(kept, torch.full_like(kept, 1 / 0.9))
-    y.sum().backward()
-    torch.testing.assert_close(x.grad, y.detach())  # gradient flows through kept elements only
-    assert torch.equal(dropout.eval()(x), x)
-    assert y.dtype == torch.float32
-    assert Dropout(0.1).train()(torch.ones(4, 8, dtype=torch.bfloat16)).dtype == torch.bfloat16

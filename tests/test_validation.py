@@ -31,7 +31,7 @@ def no_training(monkeypatch):
     def train(self, module, data, *args, **kwargs):
         raise TrainingStarted(data.encoded.windows)
 
-    monkeypatch.setattr(skattn._base._AttentionBase, "_run", train)
+    monkeypatch.setattr(skattn._base._AttentionBase, "_train", train)
 
 
 @pytest.fixture
@@ -319,7 +319,7 @@ def test_failed_fit_keeps_previous_model(monkeypatch):
     def diverge(self, *args, **kwargs):
         raise FloatingPointError("the training loss became nan")
 
-    monkeypatch.setattr(skattn._base._AttentionBase, "_run", diverge)
+    monkeypatch.setattr(skattn._base._AttentionBase, "_train", diverge)
     with pytest.raises(FloatingPointError):
         clf.fit(TOPIC_TEXTS[:6], ["x", "y", "z", "x", "y", "z"])
     assert clf.model_ is model

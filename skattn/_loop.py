@@ -1,35 +1,30 @@
-"""The optimisation loop behind every ``fit`` and ``partial_fit``.
+"""The training loop behind every ``fit`` and ``partial_fit``, over plain values.
 
-Epochs over shuffled, length-bucketed batches; AdamW with decay and no-decay
-groups; warmup then linear decay; gradient clipping; early stopping with the
-best weights restored; Ctrl-C turned into a clean stop; non-finite losses
-caught before they reach the weights; per-epoch checkpoints that a later fit
-resumes from. No callback framework: the estimator passes a loss function,
-optionally a validation scorer, and reads back a :class:`History`.
+Epochs over shuffled, length-bucketed batches; gradient clipping; early
+stopping with the best weights restored; Ctrl-C turned into a clean stop;
+non-finite losses caught before they reach the weights; per-epoch checkpoints
+that a later run resumes from. The caller passes the module, the data, a loss
+function, an optimizer and its schedule, the stopping rule, and optionally a
+validation scorer, a checkpoint and a progress display; it reads back a
+:class:`History`. Nothing here knows an estimator, a head or a feature.
 """
 
 import hashlib
 import os
-import sys
 import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ._ngrams import ngram_tensors
 from ._text import length_batches, split_by_tokens
 
 CHECKPOINT_FILE = "checkpoint.pt"
-
-# The n-gram path is a linear model on L2-normalised TF-IDF rows: its weights
-# must grow to several units, far beyond where the encoder's learning rate
-# takes them in a few epochs.
-NGRAM_LEARNING_RATE_SCALE = 50
 
 
 @dataclass
@@ -45,14 +40,16 @@ class TrainingData:
         None for masked language modelling.
     weights : numpy.ndarray of float32 or None
         Per-document loss weights.
-    ngrams : scipy.sparse.csr_matrix or None
-        Per-document n-gram features, for a classifier with an n-gram path.
+    features : object or None
+        Side features of the documents for a model part that reads them
+        (``_ngrams.NgramFeatures``): anything with ``subset(rows)``,
+        ``tensors(rows, to_device)`` and ``digest()``.
     """
 
     encoded: object
     targets: np.ndarray = None
     weights: np.ndarray = None
-    ngrams: object = None
+    features: object = None
 
     def __len__(self):
         return len(self.encoded)
@@ -63,23 +60,34 @@ class TrainingData:
             encoded=self.encoded.subset(rows),
             targets=None if self.targets is None else self.targets[rows],
             weights=None if self.weights is None else self.weights[rows],
-            ngrams=None if self.ngrams is None else self.ngrams[rows],
+            features=None if self.features is None else self.features.subset(rows),
         )
 
     def batch(self, rows, device):
-        """Tensors of the documents ``rows``: ids, window owners, targets, weights, n-grams."""
+        """Tensors of the documents ``rows``: ids, window owners, targets, weights, features."""
         ids, owner = self.encoded.batch(rows)
-        ngrams = None
-        if self.ngrams is not None:
-            ngrams = tuple(to_device(array, device) for array in ngram_tensors(self.ngrams, rows))
+        move = partial(to_device, device=device)
         return Batch(
-            ids=to_device(ids, device),
-            owner=to_device(owner, device),
+            ids=move(ids),
+            owner=move(owner),
             n_documents=len(rows),
-            targets=None if self.targets is None else to_device(self.targets[rows], device),
-            weights=None if self.weights is None else to_device(self.weights[rows], device),
-            ngrams=ngrams,
+            targets=None if self.targets is None else move(self.targets[rows]),
+            weights=None if self.weights is None else move(self.weights[rows]),
+            features=None if self.features is None else self.features.tensors(rows, move),
         )
+
+    def digest(self):
+        """A digest of everything a run reads, so that a checkpoint names its data."""
+        digest = hashlib.sha256()
+        for window in self.encoded.windows:
+            digest.update(window.tobytes())
+        digest.update(self.encoded.offsets.tobytes())
+        for array in (self.targets, self.weights):
+            if array is not None:
+                digest.update(np.ascontiguousarray(array).tobytes())
+        if self.features is not None:
+            digest.update(self.features.digest().encode())
+        return digest.hexdigest()
 
 
 @dataclass
@@ -89,13 +97,13 @@ class Batch:
     n_documents: int
     targets: torch.Tensor = None
     weights: torch.Tensor = None
-    ngrams: tuple = None
+    features: tuple = None
 
     def inputs(self):
         """Keyword arguments of a model's forward for this batch."""
         inputs = dict(ids=self.ids, owner=self.owner, n_documents=self.n_documents)
-        if self.ngrams is not None:
-            inputs["ngrams"] = self.ngrams
+        if self.features is not None:
+            inputs["features"] = self.features
         return inputs
 
 
@@ -115,85 +123,95 @@ class History:
     finished: bool = False
 
 
+class Stopping(NamedTuple):
+    """When a run stops before ``max_epochs``: ``n_iter_no_change`` epochs without
+    an improvement larger than ``tol`` (of the validation score when there is a
+    validation set, else of the training loss)."""
+
+    n_iter_no_change: int
+    tol: float
+
+
 def train(
-    estimator,
     module,
     data,
     loss_fn,
     *,
+    optimizer,
+    scheduler,
+    batch_size,
+    max_epochs,
+    stopping,
     rng,
     device,
+    autocast_dtype,
     description,
     validation=None,
     score_fn=None,
-    max_epochs=None,
-    constant_learning_rate=False,
-    optimizer_state=None,
-    checkpoint_key=None,
+    checkpoint=None,
+    resume=False,
+    progress=None,
+    advice="",
 ):
     """Train ``module`` in place.
 
     Parameters
     ----------
-    estimator : skattn estimator
-        Supplies the training parameters (``batch_size``, ``learning_rate``,
-        ``early_stopping``, ``n_iter_no_change``, ``tol``, ``verbose``,
-        ``checkpoint_dir``, ``resume``...).
     module : torch.nn.Module
         On ``device``; updated in place.
     data : TrainingData
     loss_fn : callable
         ``loss_fn(module, batch, rng) -> loss`` with ``batch`` a :class:`Batch`.
+    optimizer : torch.optim.Optimizer
+        Over ``module``'s parameters.
+    scheduler : torch.optim.lr_scheduler.LRScheduler
+        Stepped after every optimizer step.
+    batch_size : int
+        Documents per step.
+    max_epochs : int
+    stopping : Stopping
     rng : numpy.random.Generator
         Batch order; passed on to ``loss_fn``.
     device : torch.device
+    autocast_dtype : torch.dtype or None
+        Autocast the forward passes to this type; None for float32.
     description : str
-        Names the run in progress output, warnings and errors.
+        Names the run in warnings and errors.
     validation : TrainingData, default=None
         Held-out data for early stopping.
     score_fn : callable, default=None
         ``score_fn(module, validation) -> float``, higher is better.
-    max_epochs : int, default=None
-        Overrides ``estimator.max_epochs`` (``partial_fit`` runs one).
-    constant_learning_rate : bool, default=False
-        Keep the learning rate constant (``partial_fit``) instead of warmup
-        then linear decay.
-    optimizer_state : dict, default=None
-        AdamW state to continue from (``partial_fit``).
-    checkpoint_key : str, default=None
-        Identifies this run's data and model in checkpoints, so that resuming
-        refuses a checkpoint written by another fit.
+    checkpoint : Checkpoint, default=None
+        Where to save the run's state after each epoch.
+    resume : bool, default=False
+        Continue from ``checkpoint``'s saved state when there is one.
+    progress : Progress, default=None
+        Progress display; None shows nothing.
+    advice : str, default=""
+        Appended to the error raised on a non-finite loss or gradient.
 
     Returns
     -------
     history : History
-    optimizer_state : dict
-        The AdamW state at the end, for a later ``partial_fit``.
     """
-    max_epochs = estimator.max_epochs if max_epochs is None else max_epochs
     lengths = data.encoded.document_lengths()
-    token_budget = data.encoded.token_budget(estimator.batch_size)
-    n_batches = -(-len(lengths) // estimator.batch_size)
-    optimizer = _adamw(module, estimator.learning_rate, estimator.weight_decay, device)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    scheduler = _schedule(optimizer, max_epochs * n_batches, estimator.warmup_fraction, constant_learning_rate)
+    token_budget = data.encoded.token_budget(batch_size)
     history = History(validation_scores=[] if validation is not None else None)
     best_weights = None
-    checkpoint = _Checkpoint(estimator, checkpoint_key, description)
     start_epoch = 0
-    resumed = checkpoint.load() if estimator.resume else None
+    resumed = checkpoint.load() if checkpoint is not None and resume else None
     if resumed is not None:
         start_epoch, history, best_weights = _restore(resumed, module, optimizer, scheduler, rng, device)
-    autocast = autocast_context(device, resolve_precision(estimator.precision, device))
-    progress = _Progress(estimator.verbose, description, max_epochs)
+    autocast = autocast_context(device, autocast_dtype)
+    progress = progress if progress is not None else _Silent()
+    check = partial(_check_finite, description=description, advice=advice)
 
     module.train()
     for epoch in range(start_epoch, max_epochs):
         if history.finished:
             break
         started = time.perf_counter()
-        batches = length_batches(lengths, estimator.batch_size, shuffle=True, generator=rng)
+        batches = length_batches(lengths, batch_size, shuffle=True, generator=rng)
         last_good = _snapshot(module)
         total_loss, total_weight, epoch_tokens = 0.0, 0.0, 0
         largest_norm = torch.zeros((), device=device)
@@ -207,10 +225,10 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 loss = _accumulate_gradients(
                     module, data, rows, lengths, token_budget, loss_fn, rng, device, autocast,
-                    partial(_check_finite, description=description, epoch=epoch, batch_number=batch_number, estimator=estimator),
+                    partial(check, epoch=epoch, batch_number=batch_number),
                 )
                 norm = torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-                _check_finite(norm, description, epoch, batch_number, estimator, what="gradient norm")
+                check(norm, epoch=epoch, batch_number=batch_number, what="gradient norm")
                 largest_norm = torch.maximum(largest_norm, norm.detach())
                 stepping = True
                 optimizer.step()
@@ -245,14 +263,15 @@ def train(
         history.n_tokens_seen += epoch_tokens
         if validation is not None:
             history.validation_scores.append(score)
-        best_weights = _update_stopping(estimator, history, module, best_weights)
+        best_weights = _update_stopping(stopping, history, module, best_weights)
         history.finished = history.stopped_early or epoch + 1 == max_epochs
         progress.epoch_line(epoch, history, time.perf_counter() - started, epoch_tokens)
-        checkpoint.save(epoch + 1, module, optimizer, scheduler, rng, history, best_weights)
+        if checkpoint is not None:
+            checkpoint.save(epoch + 1, module, optimizer, scheduler, rng, history, best_weights)
     if best_weights is not None and not history.interrupted:
         module.load_state_dict(best_weights)
     module.eval()
-    return history, optimizer.state_dict()
+    return history
 
 
 def _accumulate_gradients(module, data, rows, lengths, token_budget, loss_fn, rng, device, autocast, check):
@@ -299,7 +318,7 @@ def warn_if_not_converged(history, description, stacklevel, tol):
 # -- stopping, interrupts and non-finite values ----------------------------------
 
 
-def _update_stopping(estimator, history, module, best_weights):
+def _update_stopping(stopping, history, module, best_weights):
     """Track improvement after an epoch; return the weights to restore at the end.
 
     With a validation set, an epoch improves when its score beats the best by
@@ -310,15 +329,15 @@ def _update_stopping(estimator, history, module, best_weights):
     loss = history.loss_curve[-1]
     if history.validation_scores is not None:
         score = history.validation_scores[-1]
-        improved = history.best_score is None or score > history.best_score + estimator.tol
+        improved = history.best_score is None or score > history.best_score + stopping.tol
         if history.best_score is None or score > history.best_score:
             history.best_score = score
             best_weights = _snapshot(module)
     else:
-        improved = history.best_loss is None or loss < history.best_loss - estimator.tol
+        improved = history.best_loss is None or loss < history.best_loss - stopping.tol
     history.best_loss = loss if history.best_loss is None else min(history.best_loss, loss)
     history.no_improvement = 0 if improved else history.no_improvement + 1
-    history.stopped_early = history.no_improvement >= estimator.n_iter_no_change
+    history.stopped_early = history.no_improvement >= stopping.n_iter_no_change
     return best_weights
 
 
@@ -337,13 +356,12 @@ def _stop_after_interrupt(module, history, best_weights, description, epoch):
     )
 
 
-def _check_finite(value, description, epoch, batch_number, estimator, what="training loss"):
+def _check_finite(value, *, description, advice, epoch, batch_number, what="training loss"):
     if not torch.isfinite(value):
         raise FloatingPointError(
             f"{description}: the {what} became {value.item()} at epoch {epoch + 1}, batch "
             f"{batch_number + 1}; the fit was stopped and no weights were changed by that "
-            f"batch. Try a lower learning_rate (now {estimator.learning_rate}) or "
-            f"precision='fp32'."
+            f"batch. {advice}".rstrip()
         )
 
 
@@ -354,11 +372,21 @@ def _snapshot(module):
 # -- checkpoints ---------------------------------------------------------------------
 
 
-class _Checkpoint:
-    """Per-epoch checkpoint of one training run in ``estimator.checkpoint_dir``."""
+class Checkpoint:
+    """Per-epoch checkpoint of one training run: ``checkpoint.pt`` in ``directory``.
 
-    def __init__(self, estimator, key, description):
-        self.directory = estimator.checkpoint_dir
+    Parameters
+    ----------
+    directory : str or os.PathLike
+    key : str
+        Identifies the run (see :func:`checkpoint_key`): loading refuses a
+        checkpoint written with another key.
+    description : str
+        Names the run in error messages.
+    """
+
+    def __init__(self, directory, key, description):
+        self.directory = directory
         self.key = key
         self.description = description
 
@@ -367,7 +395,7 @@ class _Checkpoint:
         return os.path.join(os.fspath(self.directory), CHECKPOINT_FILE)
 
     def load(self):
-        if self.directory is None or not os.path.exists(self.path):
+        if not os.path.exists(self.path):
             return None
         state = torch.load(self.path, map_location="cpu", weights_only=True)
         if state.get("key") != self.key:
@@ -379,8 +407,6 @@ class _Checkpoint:
         return state
 
     def save(self, epoch, module, optimizer, scheduler, rng, history, best_weights):
-        if self.directory is None:
-            return
         os.makedirs(self.directory, exist_ok=True)
         state = {
             "key": self.key,
@@ -440,33 +466,17 @@ def _rng_from_state(saved):
 # -- optimiser, schedule, precision, devices ------------------------------------------
 
 
-def _adamw(module, learning_rate, weight_decay, device):
-    """AdamW with weight decay on matrices only, not on biases, norms or embeddings.
-
-    The n-gram path of a classifier (a linear model over sparse features)
-    gets its own group: ``NGRAM_LEARNING_RATE_SCALE`` times the learning
-    rate, and no weight decay.
-    """
-    decay, no_decay, ngrams = [], [], []
-    for name, parameter in module.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        if name.startswith("ngrams."):
-            ngrams.append(parameter)
-            continue
-        is_matrix = parameter.dim() >= 2 and "embedding" not in name
-        (decay if is_matrix else no_decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if ngrams:
-        groups.append({"params": ngrams, "weight_decay": 0.0, "lr": learning_rate * NGRAM_LEARNING_RATE_SCALE})
+def adamw(parameter_groups, learning_rate, device):
+    """AdamW over ``parameter_groups`` (as a module's ``parameter_groups`` returns them)."""
     # The fused kernel (one op for all tensors) exists for CPU and CUDA.
-    return torch.optim.AdamW(groups, lr=learning_rate, fused=device.type in ("cpu", "cuda") or None)
+    return torch.optim.AdamW(parameter_groups, lr=learning_rate, fused=device.type in ("cpu", "cuda") or None)
 
 
-def _schedule(optimizer, total_steps, warmup_fraction, constant):
+def linear_schedule(optimizer, total_steps, warmup_fraction, constant=False):
+    """Linear warmup over ``warmup_fraction`` of ``total_steps``, then linear decay to zero.
+
+    ``constant=True`` keeps the learning rate as it is (``partial_fit``).
+    """
     warmup_steps = 0 if constant else int(round(warmup_fraction * total_steps))
 
     def factor(step):
@@ -477,28 +487,6 @@ def _schedule(optimizer, total_steps, warmup_fraction, constant):
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def resolve_precision(precision, device):
-    """Return the autocast dtype for ``precision`` on ``device``, or None for fp32.
-
-    ``"auto"`` uses bfloat16 on CUDA devices that support it and on CPUs with
-    native bfloat16 instructions (AVX512-BF16 or AMX), where it is faster.
-    """
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
-def cpu_has_native_bf16():
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def autocast_context(device, dtype):
@@ -516,73 +504,20 @@ def to_device(array, device):
     return tensor
 
 
-# -- progress ----------------------------------------------------------------------
-
-
-class _Progress:
-    """Progress on stderr: a bar per epoch on a terminal, one line per epoch otherwise.
-
-    ``verbose=0`` prints nothing; ``verbose=1`` shows a bar (loss, tokens/s,
-    ETA) when stderr is a terminal and a line per epoch when it is not (logs,
-    CI, notebooks); ``verbose>=2`` always prints the per-epoch lines.
-    """
-
-    def __init__(self, verbose, description, max_epochs):
-        self.verbose = verbose
-        self.description = description
-        self.max_epochs = max_epochs
-        self.interactive = bool(verbose) and _is_terminal(sys.stderr)
+class _Silent:
+    """A progress display that shows nothing."""
 
     def epoch_bar(self, epoch, n_batches):
-        if not self.interactive:
-            return _NoBar()
-        from tqdm.auto import tqdm
+        return self
 
-        bar = tqdm(
-            total=n_batches,
-            desc=f"{self.description} {epoch + 1}/{self.max_epochs}",
-            file=sys.stderr,
-            leave=self.verbose < 2,
-            dynamic_ncols=True,
-            unit="batch",
-        )
-        return _Bar(bar)
+    def update(self, loss, tokens, started):
+        pass
+
+    def close(self):
+        pass
 
     def epoch_line(self, epoch, history, seconds, tokens):
-        if not self.verbose or (self.interactive and self.verbose < 2):
-            return
-        line = f"[{self.description}] epoch {epoch + 1}/{self.max_epochs}  loss {history.loss_curve[-1]:.4f}"
-        if history.validation_scores:
-            line += f"  validation score {history.validation_scores[-1]:.4f}"
-        line += f"  {tokens / max(seconds, 1e-9):,.0f} tokens/s  {seconds:.1f}s"
-        print(line, file=sys.stderr, flush=True)
-
-
-class _Bar:
-    def __init__(self, bar):
-        self.bar = bar
-
-    def update(self, loss, tokens, started):
-        self.bar.set_postfix(loss=f"{loss:.4f}", tokens_per_s=f"{tokens / max(time.perf_counter() - started, 1e-9):,.0f}", refresh=False)
-        self.bar.update(1)
-
-    def close(self):
-        self.bar.close()
-
-
-class _NoBar:
-    def update(self, loss, tokens, started):
         pass
-
-    def close(self):
-        pass
-
-
-def _is_terminal(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 # -- inference -----------------------------------------------------------------------

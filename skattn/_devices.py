@@ -1,0 +1,66 @@
+"""Devices, precision and seeding: where and in which float type a fit runs."""
+
+from contextlib import contextmanager
+
+import torch
+
+try:
+    from ._fast import cpu_has_native_bf16
+except ImportError:  # without the fast paths, the CPU runs float32
+
+    def cpu_has_native_bf16():
+        return False
+
+
+def resolve_device(device):
+    """Turn the ``device`` parameter into a :class:`torch.device`.
+
+    ``"auto"`` picks CUDA when available, else the CPU.
+    """
+    if isinstance(device, torch.device):
+        resolved = device
+    elif device == "auto":
+        resolved = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            resolved = torch.device(device)
+        except RuntimeError as error:
+            raise ValueError(
+                f"device={device!r} is not a valid device: use 'auto', 'cpu', 'cuda' or "
+                f"'cuda:N'."
+            ) from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available.")
+    return resolved
+
+
+def resolve_precision(precision, device):
+    """Return the autocast dtype for ``precision`` on ``device``, or None for fp32.
+
+    ``"auto"`` uses bfloat16 on CUDA devices that support it and on CPUs with
+    native bfloat16 instructions (AVX512-BF16 or AMX), where it is faster.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+@contextmanager
+def seeded_torch(seed, device):
+    """Seed torch's global generators for a block and restore them afterwards.
+
+    Dropout and ``nn.init`` draw from the global generators; forking them keeps
+    the user's random state untouched while making the fit repeatable.
+    """
+    devices = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

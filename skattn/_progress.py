@@ -1,0 +1,70 @@
+"""Training progress on stderr: a bar per epoch on a terminal, one line per epoch elsewhere."""
+
+import sys
+import time
+
+
+class Progress:
+    """Progress on stderr: a bar per epoch on a terminal, one line per epoch otherwise.
+
+    ``verbose=0`` prints nothing; ``verbose=1`` shows a bar (loss, tokens/s,
+    ETA) when stderr is a terminal and a line per epoch when it is not (logs,
+    CI, notebooks); ``verbose>=2`` always prints the per-epoch lines.
+    """
+
+    def __init__(self, verbose, description, max_epochs):
+        self.verbose = verbose
+        self.description = description
+        self.max_epochs = max_epochs
+        self.interactive = bool(verbose) and _is_terminal(sys.stderr)
+
+    def epoch_bar(self, epoch, n_batches):
+        if not self.interactive:
+            return _NoBar()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=n_batches,
+            desc=f"{self.description} {epoch + 1}/{self.max_epochs}",
+            file=sys.stderr,
+            leave=self.verbose < 2,
+            dynamic_ncols=True,
+            unit="batch",
+        )
+        return _Bar(bar)
+
+    def epoch_line(self, epoch, history, seconds, tokens):
+        if not self.verbose or (self.interactive and self.verbose < 2):
+            return
+        line = f"[{self.description}] epoch {epoch + 1}/{self.max_epochs}  loss {history.loss_curve[-1]:.4f}"
+        if history.validation_scores:
+            line += f"  validation score {history.validation_scores[-1]:.4f}"
+        line += f"  {tokens / max(seconds, 1e-9):,.0f} tokens/s  {seconds:.1f}s"
+        print(line, file=sys.stderr, flush=True)
+
+
+class _Bar:
+    def __init__(self, bar):
+        self.bar = bar
+
+    def update(self, loss, tokens, started):
+        self.bar.set_postfix(loss=f"{loss:.4f}", tokens_per_s=f"{tokens / max(time.perf_counter() - started, 1e-9):,.0f}", refresh=False)
+        self.bar.update(1)
+
+    def close(self):
+        self.bar.close()
+
+
+class _NoBar:
+    def update(self, loss, tokens, started):
+        pass
+
+    def close(self):
+        pass
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

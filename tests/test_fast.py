@@ -1,0 +1,128 @@
+"""skattn's CPU fast paths agree with the plain PyTorch they replace.
+
+Skipped as a whole where they are switched off (``SKATTN_FAST_PATHS=0``): the
+rest of the suite then proves that only speed depends on them.
+"""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from skattn._heads import SequenceClassifier
+from skattn._model import TextEncoder
+
+from .test_model import CONFIG, padded_ids
+
+try:
+    from skattn import _fast
+except ImportError:
+    pytest.skip("fast paths switched off (SKATTN_FAST_PATHS=0)", allow_module_level=True)
+FusedBlock, NumpyDropout, OneDNNLinear = _fast.FusedBlock, _fast.NumpyDropout, _fast.OneDNNLinear
+inference_replica, onednn_linear_works = _fast.inference_replica, _fast.onednn_linear_works
+
+
+@pytest.mark.skipif(not onednn_linear_works(), reason="PyTorch build without a working oneDNN linear op (torch.ops.mkldnn); skattn falls back to nn.Linear")
+@pytest.mark.parametrize("activation, reference", [(None, lambda y: y), ("relu", F.relu), ("gelu", F.gelu)])
+def test_onednn_linear_matches_linear_and_activation(activation, reference):
+    generator = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(32, 48).to(torch.bfloat16)
+    x = torch.randn(3, 5, 32, generator=generator).to(torch.bfloat16)
+    with torch.inference_mode():
+        torch.testing.assert_close(OneDNNLinear(linear, activation)(x), reference(linear(x)), atol=2e-2, rtol=2e-2)
+        residual = torch.randn(3, 5, 48, generator=generator).to(torch.bfloat16)
+        if activation is None:
+            torch.testing.assert_close(OneDNNLinear(linear)(x, residual), linear(x) + residual, atol=3e-2, rtol=2e-2)
+        else:
+            with pytest.raises(ValueError, match="without activation"):
+                OneDNNLinear(linear, activation)(x, residual)
+
+
+def test_onednn_linear_rejects_an_unknown_activation():
+    with pytest.raises(ValueError, match="Unknown activation 'tanh'"):
+        OneDNNLinear(torch.nn.Linear(4, 4), "tanh")
+
+
+@pytest.mark.skipif(not onednn_linear_works(), reason="PyTorch build without a working oneDNN linear op (torch.ops.mkldnn); skattn falls back to nn.Linear")
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_fused_replica_matches_the_plain_replica(activation):
+    torch.manual_seed(0)
+    model = SequenceClassifier(TextEncoder(dataclasses.replace(CONFIG, activation=activation)), 3).eval()
+    ids = padded_ids(torch.Generator().manual_seed(1))
+    plain = inference_replica(model, torch.bfloat16, fuse=False)
+    fused = inference_replica(model, torch.bfloat16, fuse=True)
+    assert isinstance(fused.encoder.blocks[0], FusedBlock)
+    assert fused.encoder.blocks[0].up.post_op == activation
+    assert isinstance(plain.encoder.blocks[0].ff.up, torch.nn.Linear)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(ids), plain(ids), atol=2e-2, rtol=2e-2)
+        torch.testing.assert_close(fused(ids), model(ids), atol=5e-2, rtol=5e-2)
+    # The replica is a copy: the fitted model keeps its own float32 weights.
+    assert model.encoder.blocks[0].ff.up.weight.dtype == torch.float32
+
+
+
+
+def test_cpu_dropout_masks():
+    x = torch.ones(200, 500, requires_grad=True)
+    dropout = NumpyDropout(0.1).train()
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        y = dropout(x)
+        torch.manual_seed(3)
+        again = dropout(x)
+    torch.testing.assert_close(y, again)  # torch's seed decides the mask
+    assert abs(float((y == 0).float().mean()) - 0.1) < 0.005
+    kept = y[y != 0]
+    torch.testing.assert_close(kept, torch.full_like(kept, 1 / 0.9))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, y.detach())  # gradient flows through kept elements only
+    assert torch.equal(dropout.eval()(x), x)
+    assert y.dtype == torch.float32
+    assert NumpyDropout(0.1).train()(torch.ones(4, 8, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_training_swaps_in_the_fast_parts_and_keeps_the_function():
+    torch.manual_seed(0)
+    model = SequenceClassifier(TextEncoder(CONFIG), 3).eval()
+    ids = padded_ids(torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        before = model(ids)
+    _fast.speed_up_training(model)
+    assert not any(type(m) is torch.nn.Dropout for m in model.modules())
+    assert all(block.attention.kernel is _fast.cpu_training_attention for block in model.encoder.blocks)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(ids), before)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = model.train()(ids)  # the explicit attention, NumPy dropout masks
+    assert torch.isfinite(bf16).all()
+
+
+def test_skattn_runs_without_its_fast_paths():
+    # Switched off, skattn behaves as if _fast.py were deleted: it still fits,
+    # predicts, transforms and pickles, on the plain model.
+    code = """
+import pickle, numpy as np, skattn._base as base
+from skattn import AttentionClassifier, AttentionEncoder
+texts = ["a good film", "great acting", "a bad film", "awful acting"] * 4
+labels = ["pos", "pos", "neg", "neg"] * 4
+small = dict(d_model=16, n_heads=2, d_ff=32, max_epochs=2, random_state=0, precision="bf16")
+clf = AttentionClassifier(**small).fit(texts, labels)
+assert base._fast is None
+assert type(clf.model_.encoder.blocks[0].attention.dropout).__name__ == "Dropout"
+proba = pickle.loads(pickle.dumps(clf)).predict_proba(texts)
+assert np.allclose(proba, clf.predict_proba(texts)) and np.allclose(proba.sum(axis=1), 1)
+assert np.isfinite(AttentionEncoder(**small).fit(texts).transform(texts)).all()
+try:
+    import skattn._fast
+except ImportError:
+    print("ok")
+"""
+    env = dict(os.environ, SKATTN_FAST_PATHS="0")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
