@@ -37,11 +37,8 @@ SHARED_PARAMETERS = """\
 
     activation : {"relu", "gelu"}, default="relu"
         Nonlinearity of the feed-forward networks: the ReLU, or the exact
-        (erf) GELU. On R8 and 20 Newsgroups their validation accuracies
-        differed by less than the seed-to-seed spread; with the ReLU,
-        bfloat16 ``predict`` on the CPU ran 1.0x to 1.25x as fast on R8 and
-        1.04x to 1.20x on 20 Newsgroups, depending on the run
-        (``benchmarks/README.md``).
+        (erf) GELU. Their accuracies are alike; the ReLU is the cheaper one
+        in bfloat16 inference on the CPU (``benchmarks/README.md``).
 
     dropout : float, default=0.1
         Dropout on embeddings, residual branches and the classification head.

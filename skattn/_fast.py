@@ -68,10 +68,9 @@ def speed_up_training(module):
 def cpu_training_attention(q, k, v, attend):
     """:func:`~skattn._model.attention`, but explicit for bfloat16 training on the CPU.
 
-    PyTorch's fused CPU attention has a slow bfloat16 backward: the explicit
-    matmuls and softmax forward and backward ran about twice as fast as the
-    fused kernel in float32, and four times as fast as it in bfloat16
-    (``benchmarks/levers.py``).
+    PyTorch's fused CPU attention has a slow bfloat16 backward; the explicit
+    matmuls and softmax are faster forward and backward than the fused
+    kernel in either dtype (``benchmarks/levers.py`` times both).
     """
     if torch.is_grad_enabled() and q.device.type == "cpu" and q.dtype == torch.bfloat16:
         return explicit_attention(q, k, v, attend)
@@ -86,8 +85,8 @@ _BITS = {2: (torch.int16, np.uint16), 4: (torch.int32, np.uint32), 8: (torch.int
 class NumpyDropout(nn.Module):
     """Inverted dropout whose masks on the CPU come from NumPy's PCG64 generator.
 
-    PyTorch's CPU ``bernoulli_`` draws from one sequential Mersenne Twister
-    and took about a sixth of a bfloat16 training step. Here each call seeds
+    PyTorch's CPU ``bernoulli_`` draws from one sequential Mersenne Twister,
+    a large share of a bfloat16 training step. Here each call seeds
     a fresh NumPy generator with one draw from torch's global generator, so
     ``torch.manual_seed`` (and a checkpoint's saved torch state) still decides
     every mask, cuts PCG64's raw 64-bit outputs into 16-bit draws, and builds

@@ -40,8 +40,8 @@ class WordNgrams:
     except that every Han, Hiragana or Katakana character is a word of its
     own, so that texts written without spaces yield words too; punctuation
     and whitespace separate words and are dropped. This is plain Python
-    ``re``: several times faster than calling the tokenizer's pre-tokenizer
-    once per document.
+    ``re``, cheaper than calling the tokenizer's pre-tokenizer once per
+    document.
 
     Parameters
     ----------
@@ -110,8 +110,7 @@ def transform_ngrams(vectorizer, documents):
 
     scikit-learn counts each document's n-grams in a dictionary, one Python
     statement per n-gram; here each document's n-grams are looked up in one
-    ``map`` and the counts are summed by SciPy, which made the n-gram
-    features of R8 documents about 25% cheaper. The result is the same
+    ``map`` and the counts are summed by SciPy. The result is the same
     matrix (``tests/test_ngrams.py`` checks it), for a vectorizer made by
     :func:`fit_ngram_vectorizer` (sublinear tf, L2-normalised rows).
 
