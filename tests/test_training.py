@@ -56,39 +56,72 @@ def test_early_stopping_stops_and_restores_the_best_epoch():
     assert clf.validation_scores_.index(clf.best_score_) >= clf.n_iter_ - 1 - 3
 
 
-def test_best_weights_are_restored(monkeypatch):
-    # Script the validation scores: epoch 2 is best, so its weights must be
-    # the final ones even though training went on for two more epochs.
+def _tiny_run(**options):
+    """The training loop on a tiny classifier of the topic corpus, with plain values."""
+    from skattn._heads import SequenceClassifier, classification_loss
+    from skattn._loop import Stopping, TrainingData, adamw, linear_schedule, train
+    from skattn._model import EncoderConfig, TextEncoder
+    from skattn._text import encode, train_tokenizer
+
+    tokenizer = train_tokenizer(TOPIC_TEXTS, kind="wordpiece", vocab_size=100, lowercase=True)
+    config = EncoderConfig(vocab_size=tokenizer.get_vocab_size(), max_length=16, d_model=8, n_heads=2, n_layers=1, d_ff=16, dropout=0.1, pooling="mean")
+    torch.manual_seed(0)
+    module = SequenceClassifier(TextEncoder(config), 3)
+    data = TrainingData(encode(tokenizer, TOPIC_TEXTS, max_length=16), targets=np.asarray(TOPIC_LABELS))
+    optimizer = adamw(module.parameter_groups(1e-2, 0.0), 1e-2, torch.device("cpu"))
+    settings = dict(
+        optimizer=optimizer,
+        scheduler=linear_schedule(optimizer, 4 * 3, 0.0),
+        batch_size=8,
+        max_epochs=4,
+        stopping=Stopping(n_iter_no_change=2, tol=0.0),
+        rng=np.random.default_rng(0),
+        device=torch.device("cpu"),
+        autocast_dtype=None,
+        description="tiny",
+    )
+    return module, train(module, data, classification_loss(), **{**settings, **options})
+
+
+def test_best_weights_are_restored():
+    # Scripted validation scores: epoch 2 is best, so its weights must be the
+    # final ones even though training went on for two more epochs.
     scores = iter([0.5, 0.9, 0.7, 0.6])
     snapshots = []
 
-    def scripted(self, multilabel=False):
-        def score(module, validation):
-            snapshots.append({k: v.clone() for k, v in module.state_dict().items()})
-            return next(scores)
+    def scripted(module, validation):
+        snapshots.append({k: v.clone() for k, v in module.state_dict().items()})
+        return next(scores)
 
-        return score
-
-    monkeypatch.setattr(skattn._base._AttentionBase, "_score_fn", scripted)
-    clf = _fit(max_epochs=4, early_stopping=True, validation_fraction=1 / 3, n_iter_no_change=2)
-    assert clf.n_iter_ == 4 and clf.best_score_ == 0.9
-    final = clf.model_.state_dict()
+    module, history = _tiny_run(validation=object(), score_fn=scripted, stopping=_stopping(n_iter_no_change=3, tol=0.0))
+    assert len(history.loss_curve) == 4 and history.best_score == 0.9 and not history.stopped_early
+    final = module.state_dict()
     assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
     assert not all(torch.equal(final[k], snapshots[3][k]) for k in final)
 
 
-def test_validation_split_is_stratified(monkeypatch):
-    seen = {}
-    original = skattn._base._AttentionBase._split
+def test_a_loss_that_stops_improving_stops_the_run():
+    module, history = _tiny_run(stopping=_stopping(n_iter_no_change=1, tol=100.0))
+    assert history.stopped_early and len(history.loss_curve) == 2
 
-    def spy(self, data, rng, stratify=None):
-        train, validation = original(self, data, rng, stratify)
-        seen["classes"] = sorted(np.unique(validation.targets).tolist())
-        return train, validation
 
-    monkeypatch.setattr(skattn._base._AttentionBase, "_split", spy)
-    _fit(max_epochs=1, early_stopping=True, validation_fraction=1 / 3)
-    assert seen["classes"] == [0, 1, 2]
+def _stopping(**fields):
+    from skattn._loop import Stopping
+
+    return Stopping(**fields)
+
+
+def test_validation_split_is_stratified():
+    from skattn._loop import TrainingData
+    from skattn._text import encode, train_tokenizer
+
+    tokenizer = train_tokenizer(TOPIC_TEXTS, kind="wordpiece", vocab_size=100, lowercase=True)
+    targets = np.asarray(TOPIC_LABELS)
+    data = TrainingData(encode(tokenizer, TOPIC_TEXTS, max_length=16), targets=targets)
+    clf = AttentionClassifier(**dict(TINY, early_stopping=True, validation_fraction=1 / 3))
+    for seed in range(5):
+        _, validation = clf._split(data, np.random.default_rng(seed), stratify=targets)
+        assert sorted(np.unique(validation.targets).tolist()) == [0, 1, 2]
 
 
 def test_encoder_early_stopping_on_masked_language_model_loss():
