@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from _data import load_tsv
+from _common import cpu_model, format_table, load_tsv, peak_rss_mib
 
 DATASETS = ("r8", "20ng")
 QUICK_TRAIN_DOCS, QUICK_EVAL_DOCS, QUICK_EPOCHS = 600, 300, 2
@@ -372,12 +371,6 @@ def timed(function, *arguments):
     return timed_result(function, *arguments)[1]
 
 
-def peak_rss_mib():
-    """Peak resident set size of this process so far."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
-
-
 def scores(split, predictions, fit_s, predict_s):
     """The table's numbers for one fitted row."""
     return {
@@ -464,17 +457,6 @@ def spawn_row(key, dataset, args):
 # -- hardware and versions -------------------------------------------------------------
 
 
-def cpu_model():
-    """The CPU's model name, from /proc/cpuinfo where there is one."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def package_version(*names):
     """Installed version of the first of ``names`` that is installed."""
     for name in names:
@@ -497,23 +479,6 @@ def hardware_lines(args):
 
 
 # -- tables -----------------------------------------------------------------------------
-
-
-def format_table(columns, cells, markdown, text_columns=(0,)):
-    """Aligned plain-text table, or a markdown table; ``text_columns`` are left-aligned, the rest right."""
-    left = {i % len(columns) for i in text_columns}
-    if markdown:
-        rule = [":---" if i in left else "---:" for i in range(len(columns))]
-        return "\n".join("| " + " | ".join(values) + " |" for values in [columns, rule, *cells])
-    widths = [max(len(values[i]) for values in [columns, *cells]) for i in range(len(columns))]
-
-    def line(values):
-        return "  ".join(
-            value.ljust(width) if i in left else value.rjust(width)
-            for i, (value, width) in enumerate(zip(values, widths))
-        ).rstrip()
-
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(values) for values in cells)])
 
 
 def metric_cells(result):

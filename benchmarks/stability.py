@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from _data import load_tsv
+from _common import format_table, load_tsv
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -94,30 +94,22 @@ def run_isolated(arguments):
     return row
 
 
-def format_table(rows, markdown):
-    header = ["dataset", "device", "precision", "seed", "status", "accuracy", "macro-F1",
-              "max grad norm", "last-epoch grad norm", "max |logit| train", "max |logit| test", "fit s"]
-    lines = []
+def table_cells(rows):
+    """One row of strings per fit, for :func:`_common.format_table`."""
+    cells = []
     for row in rows:
         finite = row["status"] == "finite"
-        lines.append([
-            row["dataset"], row["device"], row["precision"], str(row["seed"]), row["status"],
-            f"{100 * row['accuracy']:.2f}%" if finite else "-",
-            f"{100 * row['macro_f1']:.2f}%" if finite else "-",
-            f"{row['max_grad_norm']:.1f}" if finite else "-",
-            f"{row['last_epoch_grad_norm']:.2f}" if finite else "-",
-            f"{row['max_train_logit']:.1f}" if finite else "-",
-            f"{row['max_test_logit']:.1f}" if finite else "-",
-            f"{row.get('fit_s', float('nan')):.0f}",
-        ])
-    if markdown:
-        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        out += ["| " + " | ".join(line) + " |" for line in lines]
-        return "\n".join(out)
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
-    return "\n".join(out)
+        numbers = [
+            f"{100 * row['accuracy']:.2f}%", f"{100 * row['macro_f1']:.2f}%", f"{row['max_grad_norm']:.1f}",
+            f"{row['last_epoch_grad_norm']:.2f}", f"{row['max_train_logit']:.1f}", f"{row['max_test_logit']:.1f}",
+        ] if finite else ["-"] * 6
+        cells.append([row["dataset"], row["device"], row["precision"], str(row["seed"]), row["status"], *numbers,
+                      f"{row.get('fit_s', float('nan')):.0f}"])
+    return cells
+
+
+COLUMNS = ["dataset", "device", "precision", "seed", "status", "accuracy", "macro-F1", "max grad norm",
+           "last-epoch grad norm", "max abs logit, train", "max abs logit, test", "fit s"]
 
 
 def main(argv=None):
@@ -139,7 +131,7 @@ def main(argv=None):
                 row = run_isolated((dataset, device, precision, seed, args.max_train_docs, args.data_dir))
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 rows.append(row)
-    print(format_table(rows, args.markdown))
+    print(format_table(COLUMNS, table_cells(rows), args.markdown, text_columns=range(5)))
     for row in rows:
         if row["status"] != "finite":
             print(f"{row['dataset']} {row['device']} {row['precision']} seed {row['seed']}: {row['error']}")

@@ -17,9 +17,7 @@ import argparse
 import io
 import json
 import os
-import platform
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -40,7 +38,7 @@ from skattn import AttentionClassifier
 from skattn._text import PAD_ID, encode, length_batches, train_tokenizer
 from skattn._devices import cpu_has_native_bf16
 
-from _data import load_tsv
+from _common import cpu_model, load_tsv, peak_rss_mib
 
 D_MODEL, N_LAYERS, N_HEADS, D_FF = 256, 4, 4, 1024
 MAX_LENGTH = 256
@@ -439,12 +437,6 @@ def run_peer(row, work, tokenizer, args):
 # -- one row per process ----------------------------------------------------------------
 
 
-def peak_rss_mib():
-    """Peak resident set size of this process so far."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
-
-
 def run_child(args):
     """Run the row ``args.row`` (or just load the data for ``baseline``) and print JSON."""
     work = load_workload(args)
@@ -488,16 +480,6 @@ def spawn_row(name, args, tokenizer_file):
 
 
 # -- hardware ---------------------------------------------------------------------------
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def matmul_gflops(dtype, seconds, shape=(2048, 2048, 2048)):

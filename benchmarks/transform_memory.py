@@ -88,7 +88,7 @@ def reset_peak():
 
 def corpus(data_dir):
     try:
-        from _data import load_tsv
+        from _common import load_tsv
 
         return load_tsv("tweets", "train", data_dir)[0]
     except FileNotFoundError:

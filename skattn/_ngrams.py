@@ -17,7 +17,6 @@ import unicodedata
 
 import numpy as np
 import scipy.sparse
-import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 from torch import nn
