@@ -293,26 +293,16 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
 
     def _fit(self, documents, targets, weights, *, warm, partial):
         """Train from ``fit`` or ``partial_fit``; set fitted attributes only at the end."""
-        if targets.multilabel and self.class_weight is not None:
-            raise ValueError("class_weight is not supported with multilabel y.")
-        class_weight = None
-        if self.class_weight is not None:
-            labeled = targets.labels[targets.labeled]
-            class_weight = compute_class_weight(self.class_weight, classes=targets.classes, y=labeled)
+        class_weight = self._class_weights(targets)
         rng, torch_seed = self._seeds()
         device = resolve_device(self.device)
         description = "AttentionClassifier"
         pretrained = None if warm else self._pretrained_encoder(documents, torch_seed)
         with seeded_torch(torch_seed, device):
-            if warm:
-                tokenizer, config, vectorizer = self.tokenizer_, self.config_, self.ngram_vectorizer_
-                module = copy.deepcopy(self.model_).to(device)
-                ngrams = None if vectorizer is None else NgramFeatures(transform_ngrams(vectorizer, documents))
-            else:
-                tokenizer, config, encoder = pretrained or self._new_encoder(documents)
-                vectorizer, ngrams = self._fit_ngram_vectorizer(documents)
-                module = _classifier_module(encoder, len(targets.classes), vectorizer).to(device)
-            module.encoder_scale.fill_(self.encoder_logit_scale)
+            tokenizer, config, vectorizer, ngrams, module = self._model_to_train(
+                documents, len(targets.classes), warm=warm, pretrained=pretrained
+            )
+            module.to(device).encoder_scale.fill_(self.encoder_logit_scale)
             rows = np.flatnonzero(targets.labeled)
             data = TrainingData(
                 self._encode(tokenizer, config, [documents[i] for i in rows]),
@@ -468,6 +458,29 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
                 encoder.set_params(random_state=torch_seed)
             encoder.fit(documents)
         return encoder.tokenizer_, encoder.config_, copy.deepcopy(encoder.model_).cpu()
+
+    def _class_weights(self, targets):
+        """Weight of each class in the loss, or None (``class_weight``)."""
+        if self.class_weight is None:
+            return None
+        if targets.multilabel:
+            raise ValueError("class_weight is not supported with multilabel y.")
+        labeled = targets.labels[targets.labeled]
+        return compute_class_weight(self.class_weight, classes=targets.classes, y=labeled)
+
+    def _model_to_train(self, documents, n_classes, *, warm, pretrained):
+        """Tokenizer, config, n-gram vectorizer and features, and the module this fit trains.
+
+        With ``warm``, copies of the fitted ones; else new ones, the encoder
+        from ``pretrained`` (see :meth:`_pretrained_encoder`) when given.
+        """
+        if warm:
+            vectorizer = self.ngram_vectorizer_
+            ngrams = None if vectorizer is None else NgramFeatures(transform_ngrams(vectorizer, documents))
+            return self.tokenizer_, self.config_, vectorizer, ngrams, copy.deepcopy(self.model_)
+        tokenizer, config, encoder = pretrained or self._new_encoder(documents)
+        vectorizer, ngrams = self._fit_ngram_vectorizer(documents)
+        return tokenizer, config, vectorizer, ngrams, _classifier_module(encoder, n_classes, vectorizer)
 
     def _fit_ngram_vectorizer(self, documents):
         """The fitted n-gram vectorizer and the features of ``documents``; Nones without."""
