@@ -306,7 +306,8 @@ def time_inference(predict):
     """Seconds of a first (cold) and a second (warm) call of ``predict``.
 
     The first call also pays one-time costs: oneDNN compiles kernels for
-    each new matrix shape, and skattn builds its bfloat16 inference replica.
+    each new matrix shape. (skattn builds its bfloat16 inference replica at
+    the end of ``fit``, so the fit time includes it.)
     """
     times = []
     for _ in range(2):
@@ -680,8 +681,8 @@ def print_report(args, facts, rows, results):
         print(f"{bullet}train x, infer x, 1st infer x: {reference.name}'s real tok/s and docs/s divided "
               f"by the row's; above 1 means skattn is faster.")
     print(f"{bullet}infer docs/s: a second predict over the test split; 1st infer docs/s: the first, "
-          f"which also compiles oneDNN kernels for each new matrix shape (and builds skattn's "
-          f"bf16 inference replica).")
+          f"which also compiles oneDNN kernels for each new matrix shape (skattn builds its "
+          f"bf16 inference replica at the end of fit).")
     print(f"{bullet}MFU: useful FLOP/s (real tokens) / matmul ceiling of the row's precision; "
           f"MFU(pad): the same counting every padded position computed.")
 
