@@ -15,7 +15,8 @@ except ImportError:  # without the fast paths, the CPU runs float32
 def resolve_device(device):
     """Turn the ``device`` parameter into a :class:`torch.device`.
 
-    ``"auto"`` picks CUDA when available, else the CPU.
+    ``"auto"`` picks CUDA when available, else the CPU. A CUDA device always
+    comes with its index.
     """
     if isinstance(device, torch.device):
         resolved = device
@@ -31,6 +32,9 @@ def resolve_device(device):
             ) from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available.")
+    if resolved.type == "cuda" and resolved.index is None:
+        # The device tensors report: "cuda" alone never equals a tensor's "cuda:0".
+        resolved = torch.device("cuda", torch.cuda.current_device())
     return resolved
 
 
