@@ -403,7 +403,8 @@ def fingerprint(value, with_state=True):
         return repr(value)
     params = value.get_params(deep=False)
     state = None
-    if with_state and hasattr(value, "model_"):
+    # A wrapper (FrozenEstimator) delegates model_ to what it wraps: that is hashed once, below.
+    if with_state and isinstance(value, _AttentionBase) and hasattr(value, "model_"):
         digest = hashlib.sha256(value.tokenizer_.to_str().encode())
         for name, tensor in value.model_.state_dict().items():
             digest.update(name.encode())

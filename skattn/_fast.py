@@ -56,7 +56,7 @@ def speed_up_training(module):
     The swapped parts compute the same functions (dropout with other random
     masks); on other devices and dtypes they defer to the plain ones.
     """
-    for name, child in list(module.named_modules()):
+    for child in list(module.modules()):
         for attribute, part in list(child.named_children()):
             if type(part) is nn.Dropout:
                 setattr(child, attribute, NumpyDropout(part.p))

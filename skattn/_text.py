@@ -378,7 +378,7 @@ def _leading_token_ids(tokenizer, documents, n_tokens):
     short = [i for i, text in enumerate(texts) if len(result[i]) < n_tokens and len(text) < len(documents[i])]
     while short:
         width *= 2
-        texts = [_cut_at_word_boundary(documents[i], width) for i in short]
+        texts = _private_copies([_cut_at_word_boundary(documents[i], width) for i in short])
         for i, encoding in zip(short, tokenizer.encode_batch_fast(texts, add_special_tokens=False)):
             result[i] = encoding.ids[:n_tokens]
         short = [i for i, text in zip(short, texts) if len(result[i]) < n_tokens and len(text) < len(documents[i])]
