@@ -21,7 +21,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from accuracy import (
+from _common import (
     DATASETS, METRIC_COLUMNS, add_common_arguments, common_options, emit, fit_skattn, format_table,
     hardware_lines, metric_cells, resolve_quick, scores, skattn_params, spawn, split_of,
 )

@@ -4,44 +4,43 @@ For each dataset, every row is fitted on the same training documents and scored
 on the same evaluation documents: the test split, or with ``--validation`` a
 stratified 10% of the training split (the one to tune defaults on). Each row
 runs in a subprocess of its own, so that its peak resident memory is its own
-and a crash leaves the other rows standing. See benchmarks/README.md for what
-each row and column means.
+and a crash leaves the other rows standing. ``--per-class`` adds each class's
+recall and F1 per row below each dataset's table. See benchmarks/README.md for
+what each row and column means.
 
 Run from the repository root::
 
     python benchmarks/accuracy.py --quick --datasets r8     # a couple of minutes
     python benchmarks/accuracy.py                            # full R8 and 20 Newsgroups
+    python benchmarks/accuracy.py --datasets all --per-class # every shared corpus, errors per class
     python benchmarks/accuracy.py --validation --markdown    # validation split, for tuning
 """
 
 import argparse
 import json
 import os
-import platform
 import re
-import subprocess
 import sys
 import tempfile
-import time
-import warnings
+from collections import Counter
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import train_test_split
 
-from _common import cpu_model, format_table, load_tsv, peak_rss_mib
+from _common import (
+    DATASETS, METRIC_COLUMNS, VALIDATION_FRACTION, add_common_arguments, common_options, emit, fit_skattn,
+    format_table, hardware_lines, metric_cells, resolve_quick, scores, skattn_params, spawn, split_of,
+    timed, timed_result,
+)
 
-DATASETS = ("r8", "20ng")
-QUICK_TRAIN_DOCS, QUICK_EVAL_DOCS, QUICK_EPOCHS = 600, 300, 2
-VALIDATION_FRACTION = 0.1
+DEFAULT_DATASETS = ("r8", "20ng")
+TFIDF_WORD_PARAMS = {"ngram_range": (1, 2), "sublinear_tf": True, "min_df": 2}
+TFIDF_CHAR_PARAMS = {"analyzer": "char", "ngram_range": (1, 3), "sublinear_tf": True, "min_df": 2}
 TFIDF_C_GRID = (1.0, 10.0, 100.0)
 TFIDF_CV_FOLDS = 3
 LOGISTIC_MAX_ITER = 1000
 FASTTEXT_PARAMS = {"wordNgrams": 2, "epoch": 25, "lr": 1.0}
-RESULT_PREFIX = "ROW-RESULT "
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,15 @@ class Row:
     key: str  # name on the command line (--rows, --row)
     label: str  # name in the table
     summary: str  # legend line
+    default_datasets: tuple = None  # the datasets it runs on when --rows is not given; None: every one
+
+
+def tuned_lr_summary(vectorizer_params):
+    """Legend line of a TF-IDF + tuned logistic regression row."""
+    params = ", ".join(f"{name}={value!r}" for name, value in vectorizer_params.items())
+    return (f"TfidfVectorizer({params}) + LogisticRegression(max_iter={LOGISTIC_MAX_ITER}), C in "
+            f"{list(TFIDF_C_GRID)} by {TFIDF_CV_FOLDS}-fold GridSearchCV on the training documents "
+            f"(vectorizer refitted per fold)")
 
 
 ROWS = (
@@ -60,11 +68,10 @@ ROWS = (
         "AttentionClassifier(encoder=AttentionEncoder(random_state=seed), random_state=seed): "
         "masked-language-model pretraining on the training texts, then fine-tuning",
     ),
+    Row("tfidf-lr", "TF-IDF + LR (tuned)", tuned_lr_summary(TFIDF_WORD_PARAMS)),
     Row(
-        "tfidf-lr", "TF-IDF + LR (tuned)",
-        f"TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2) + "
-        f"LogisticRegression(max_iter={LOGISTIC_MAX_ITER}), C in {list(TFIDF_C_GRID)} by "
-        f"{TFIDF_CV_FOLDS}-fold GridSearchCV on the training documents (vectorizer refitted per fold)",
+        "tfidf-char-lr", "TF-IDF char 1-3 + LR (tuned)", tuned_lr_summary(TFIDF_CHAR_PARAMS),
+        default_datasets=("zh-reviews",),  # the reference there: unsegmented Chinese has no words
     ),
     Row(
         "fasttext", "fastText (bigrams)",
@@ -78,49 +85,30 @@ ROW_KEYS = tuple(row.key for row in ROWS)
 # -- command line ---------------------------------------------------------------
 
 
-def add_common_arguments(parser):
-    """Options shared with ablations.py: data, subsets, epochs, seed, threads."""
-    add = parser.add_argument
-    add("--data-dir", help="folder holding r8/ and 20ng/ (default: shared/data beside the repository)")
-    add("--quick", action="store_true",
-        help=f"stratified subsets of {QUICK_TRAIN_DOCS} training and {QUICK_EVAL_DOCS} evaluation "
-             f"documents, max_epochs={QUICK_EPOCHS} for skattn")
-    add("--max-docs", type=int, help="stratified subset of at most this many training documents")
-    add("--max-eval-docs", type=int, help="stratified subset of at most this many evaluation documents")
-    add("--max-epochs", type=int, help="max_epochs of the skattn estimators (default: skattn's)")
-    add("--seed", type=int, default=0, help="subsets, validation split and every model's random_state")
-    add("--threads", type=int,
-        help="threads per row: OMP/MKL/OpenBLAS thread variables, torch.set_num_threads and fastText's "
-             "thread (default: the libraries' own defaults; fastText uses every usable core)")
-    add("--verbose", action="count", default=0, help="pass verbose=1 (-vv: 2) to the skattn estimators")
-
-
-def resolve_quick(args):
-    """Fill in the subset sizes and epochs that ``--quick`` implies, unless given."""
-    if args.quick:
-        args.max_docs = args.max_docs or QUICK_TRAIN_DOCS
-        args.max_eval_docs = args.max_eval_docs or QUICK_EVAL_DOCS
-        args.max_epochs = args.max_epochs or QUICK_EPOCHS
-    return args
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS, help="datasets to run")
-    add("--rows", default=",".join(ROW_KEYS), help=f"comma-separated subset of {', '.join(ROW_KEYS)}")
+    add("--datasets", nargs="+", default=list(DEFAULT_DATASETS), choices=DATASETS + ("all",),
+        help=f"datasets to run, or all of them (default: {' '.join(DEFAULT_DATASETS)})")
+    add("--rows", help=f"comma-separated subset of {', '.join(ROW_KEYS)} (default: all but tfidf-char-lr, "
+        "which runs by default on zh-reviews only)")
     add("--validation", action="store_true",
         help=f"score on a stratified {round(VALIDATION_FRACTION * 100)}%% of the training split instead of the test split")
     add("--pretrain-epochs", type=int,
         help="max_epochs of the AttentionEncoder pretraining (default: --max-epochs, else skattn's)")
     add_common_arguments(parser)
+    add("--per-class", action="store_true",
+        help="below each dataset's table, each class's recall and F1 per row, classes by training size")
     add("--markdown", action="store_true", help="print markdown tables")
-    add("--output", help="write the raw results as JSON to this file")
+    add("--output", help="write the raw results (per-class scores included) as JSON to this file")
     # Internal: run one row in this process and print its result as JSON.
     add("--row", choices=ROW_KEYS + ("baseline",), help=argparse.SUPPRESS)
     add("--dataset", choices=DATASETS, help=argparse.SUPPRESS)
     args = resolve_quick(parser.parse_args(argv))
-    unknown = set(args.rows.split(",")) - set(ROW_KEYS)
+    args.datasets = list(dict.fromkeys(
+        dataset for name in args.datasets for dataset in (DATASETS if name == "all" else (name,))
+    ))
+    unknown = set(args.rows.split(",")) - set(ROW_KEYS) if args.rows is not None else set()
     if unknown:
         parser.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROW_KEYS)}")
     if args.pretrain_epochs is None:
@@ -136,124 +124,7 @@ def main(argv=None):
         sys.exit(run_parent(args))
 
 
-# -- data -----------------------------------------------------------------------
-
-
-@dataclass
-class Split:
-    """Training and evaluation documents of one dataset."""
-
-    dataset: str
-    evaluation: str  # "test" or "validation"
-    train_texts: list
-    train_labels: np.ndarray
-    eval_texts: list
-    eval_labels: np.ndarray
-
-    def describe(self):
-        return (f"{self.dataset}: {len(self.train_texts):,} training docs, {len(self.eval_texts):,} "
-                f"{self.evaluation} docs, {len(np.unique(self.train_labels))} classes")
-
-
-def stratified_subset(texts, labels, size, seed):
-    """A seeded subset of ``size`` documents with the class proportions of ``labels``."""
-    if size is None or size >= len(texts):
-        return texts, labels
-    keep, _ = train_test_split(np.arange(len(texts)), train_size=size, random_state=seed, stratify=labels)
-    keep = np.sort(keep)
-    return [texts[i] for i in keep], labels[keep]
-
-
-def load_split(dataset, *, data_dir=None, seed=0, validation=False, max_docs=None, max_eval_docs=None):
-    """Training and evaluation documents of ``dataset``.
-
-    The evaluation documents are the test split, or with ``validation`` a
-    stratified :data:`VALIDATION_FRACTION` of the training split (which the
-    training documents then exclude); the test split is not read at all then.
-    ``max_docs`` and ``max_eval_docs`` take stratified subsets afterwards, so
-    a quick run evaluates on part of the same held-out documents as a full one.
-    """
-    texts, labels = load_tsv(dataset, "train", data_dir)
-    labels = np.asarray(labels)
-    if validation:
-        train_rows, eval_rows = train_test_split(
-            np.arange(len(texts)), test_size=VALIDATION_FRACTION, random_state=seed, stratify=labels
-        )
-        train_rows, eval_rows = np.sort(train_rows), np.sort(eval_rows)
-        train = [texts[i] for i in train_rows], labels[train_rows]
-        held_out = [texts[i] for i in eval_rows], labels[eval_rows]
-    else:
-        train = texts, labels
-        test_texts, test_labels = load_tsv(dataset, "test", data_dir)
-        held_out = test_texts, np.asarray(test_labels)
-    train = stratified_subset(*train, max_docs, seed)
-    held_out = stratified_subset(*held_out, max_eval_docs, seed)
-    return Split(dataset, "validation" if validation else "test", *train, *held_out)
-
-
-def split_of(args, dataset=None):
-    """The split the options describe, for ``dataset`` or ``args.dataset``."""
-    return load_split(
-        dataset or args.dataset,
-        data_dir=args.data_dir,
-        seed=args.seed,
-        validation=args.validation,
-        max_docs=args.max_docs,
-        max_eval_docs=args.max_eval_docs,
-    )
-
-
 # -- rows -----------------------------------------------------------------------------
-
-
-def skattn_params(args, max_epochs=None):
-    """Parameters every skattn estimator of a run shares: seed, verbosity, epochs if set."""
-    params = {"random_state": args.seed, "verbose": args.verbose}
-    if max_epochs is not None:
-        params["max_epochs"] = max_epochs
-    return params
-
-
-def skattn_device_note(estimator):
-    """Device and autocast precision that a skattn estimator's settings pick here, e.g. "cpu fp32"."""
-    import torch
-
-    from skattn._devices import resolve_device, resolve_precision
-
-    device = resolve_device(estimator.device)
-    dtype = resolve_precision(estimator.precision, device)
-    return f"{device.type} {'bf16' if dtype == torch.bfloat16 else 'fp32'}"
-
-
-def fit_skattn(classifier, split, threads):
-    """Fit and predict with an AttentionClassifier; record epochs and convergence warnings."""
-    import torch
-    from sklearn.exceptions import ConvergenceWarning
-
-    if threads:
-        torch.set_num_threads(threads)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        fit_s = timed(classifier.fit, split.train_texts, split.train_labels)
-    predictions, predict_s = timed_result(classifier.predict, split.eval_texts)
-    not_converged = [
-        str(w.message).split(":", 1)[0] for w in caught if issubclass(w.category, ConvergenceWarning)
-    ]
-    for w in caught:  # pass on anything else
-        if not issubclass(w.category, ConvergenceWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    device = skattn_device_note(classifier)
-    notes = f"{device}, {classifier.n_iter_} epoch" + ("" if classifier.n_iter_ == 1 else "s")
-    if not_converged:
-        notes += "; not converged: " + ", ".join(not_converged)
-    details = {
-        "n_iter": classifier.n_iter_,
-        "loss_curve": [float(loss) for loss in classifier.loss_curve_],
-        "not_converged": not_converged,
-        "device": device,
-        "torch_threads": torch.get_num_threads(),
-    }
-    return predictions, fit_s, predict_s, notes, details
 
 
 def run_skattn(split, args):
@@ -275,13 +146,23 @@ def run_skattn_pretrain(split, args):
 
 def run_tfidf_lr(split, args):
     """TF-IDF of words and word bigrams, logistic regression with C chosen by cross-validation."""
+    return run_tuned_lr(split, TFIDF_WORD_PARAMS)
+
+
+def run_tfidf_char_lr(split, args):
+    """TF-IDF of character 1- to 3-grams, logistic regression with C chosen by cross-validation."""
+    return run_tuned_lr(split, TFIDF_CHAR_PARAMS)
+
+
+def run_tuned_lr(split, vectorizer_params):
+    """``TfidfVectorizer(**vectorizer_params)`` + logistic regression, C by grid search."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
 
     pipeline = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
+        TfidfVectorizer(**vectorizer_params),
         LogisticRegression(max_iter=LOGISTIC_MAX_ITER),
     )
     search = GridSearchCV(
@@ -352,37 +233,37 @@ RUNNERS = {
     "skattn": run_skattn,
     "skattn-pretrain": run_skattn_pretrain,
     "tfidf-lr": run_tfidf_lr,
+    "tfidf-char-lr": run_tfidf_char_lr,
     "fasttext": run_fasttext,
 }
 
 
+# -- scores per class -------------------------------------------------------------------
+
+
+def class_counts(split):
+    """``(class, training docs, evaluation docs)`` of every class, most training documents first."""
+    train, held_out = Counter(split.train_labels.tolist()), Counter(split.eval_labels.tolist())
+    classes = sorted(train.keys() | held_out.keys(), key=lambda name: (-train[name], name))
+    return [(name, train[name], held_out[name]) for name in classes]
+
+
+def per_class_scores(split, predictions):
+    """Precision, recall and F1 of each class, with its training and evaluation counts."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    counts = class_counts(split)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        split.eval_labels, predictions, labels=[name for name, _, _ in counts], zero_division=0
+    )
+    return [
+        {"class": name, "train_docs": train, "support": support,
+         "precision": float(p), "recall": float(r), "f1": float(f)}
+        for (name, train, support), p, r, f in zip(counts, precision, recall, f1)
+    ]
+
+
 # -- one row per process ----------------------------------------------------------------
-
-
-def timed_result(function, *arguments):
-    """``function(*arguments)`` and the wall-clock seconds it took."""
-    started = time.perf_counter()
-    result = function(*arguments)
-    return result, time.perf_counter() - started
-
-
-def timed(function, *arguments):
-    """Wall-clock seconds of ``function(*arguments)``."""
-    return timed_result(function, *arguments)[1]
-
-
-def scores(split, predictions, fit_s, predict_s):
-    """The table's numbers for one fitted row."""
-    return {
-        "status": "ok",
-        "accuracy": float(accuracy_score(split.eval_labels, predictions)),
-        "macro_f1": float(f1_score(split.eval_labels, predictions, average="macro", zero_division=0)),
-        "fit_s": fit_s,
-        "predict_s": predict_s,
-        "predict_docs_per_s": len(split.eval_texts) / predict_s,
-        "train_docs": len(split.train_texts),
-        "eval_docs": len(split.eval_texts),
-    }
 
 
 def run_fitted(runner, split, args):
@@ -391,56 +272,18 @@ def run_fitted(runner, split, args):
     if outcome is None:
         return {"status": "not installed"}
     predictions, fit_s, predict_s, notes, details = outcome
-    return {**scores(split, predictions, fit_s, predict_s), "notes": notes, "details": details}
-
-
-def emit(result):
-    """Print a child's result where the parent looks for it, with the child's peak memory."""
-    result["peak_rss_mib"] = peak_rss_mib()
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return {
+        **scores(split, predictions, fit_s, predict_s),
+        "notes": notes,
+        "details": details,
+        "per_class": per_class_scores(split, predictions),
+    }
 
 
 def run_child(args):
     """Run the row ``args.row`` on ``args.dataset`` (``baseline``: only load the data)."""
     split = split_of(args)
     emit({} if args.row == "baseline" else run_fitted(RUNNERS[args.row], split, args))
-
-
-def child_env(threads):
-    """Environment of a child process, with thread counts capped when ``threads`` is set."""
-    env = dict(os.environ)
-    if threads:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[name] = str(threads)
-    return env
-
-
-def spawn(command, threads=None):
-    """Run ``command`` (a child of this script or of ablations.py) and return its result dict.
-
-    The child's stderr passes through. A child that dies, or prints no
-    result, gives ``{"status": "failed", ...}``.
-    """
-    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=child_env(threads), check=False)
-    for line in completed.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
-    return {"status": "failed", "returncode": completed.returncode}
-
-
-def common_options(args):
-    """The shared options as command-line arguments for a child, ``--quick`` spelled out."""
-    options = ["--seed", str(args.seed)] + ["--verbose"] * args.verbose
-    for flag, value in {
-        "--data-dir": args.data_dir,
-        "--max-docs": args.max_docs,
-        "--max-eval-docs": args.max_eval_docs,
-        "--max-epochs": args.max_epochs,
-        "--threads": args.threads,
-    }.items():
-        if value is not None:
-            options += [flag, str(value)]
-    return options
 
 
 def spawn_row(key, dataset, args):
@@ -454,50 +297,9 @@ def spawn_row(key, dataset, args):
     return spawn(command, args.threads)
 
 
-# -- hardware and versions -------------------------------------------------------------
-
-
-def package_version(*names):
-    """Installed version of the first of ``names`` that is installed."""
-    for name in names:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            continue
-    return "not installed"
-
-
-def hardware_lines(args):
-    """CPU, cores, load and library versions, printed above the tables."""
-    threads = args.threads if args.threads else "library defaults"
-    cpu = (f"CPU: {cpu_model()}; {os.cpu_count()} logical cores, {len(os.sched_getaffinity(0))} usable; "
-           f"load average at start {os.getloadavg()[0]:.1f}; threads per row: {threads}")
-    libraries = (f"torch {package_version('torch')}, skattn {package_version('skattn')}, "
-                 f"scikit-learn {package_version('scikit-learn')}, "
-                 f"fastText {package_version('fasttext', 'fasttext-wheel')}, Python {platform.python_version()}")
-    return [cpu, libraries]
-
-
 # -- tables -----------------------------------------------------------------------------
 
 
-def metric_cells(result):
-    """Accuracy, macro-F1, fit seconds, predict docs/s and peak RSS of a result, as strings."""
-    if result.get("status") != "ok":
-        status = result.get("status", "failed")
-        if status == "failed" and "returncode" in result:
-            status = f"failed (exit {result['returncode']})"
-        return [status] + ["-"] * 4
-    return [
-        f"{result['accuracy']:.2%}",
-        f"{result['macro_f1']:.2%}",
-        f"{result['fit_s']:,.1f}",
-        f"{result['predict_docs_per_s']:,.0f}",
-        f"{result['peak_rss_mib']:,.0f}",
-    ]
-
-
-METRIC_COLUMNS = ("accuracy", "macro-F1", "fit s", "predict docs/s", "peak RSS MiB")
 COLUMNS = ("row", *METRIC_COLUMNS, "notes")
 
 
@@ -509,6 +311,23 @@ def dataset_report(split, rows, results, baseline, markdown):
     cells = [[row.label, *metric_cells(results[row.key]), results[row.key].get("notes", "")] for row in rows]
     heading = f"### {title}" if markdown else title
     return f"{heading}\n\n{format_table(COLUMNS, cells, markdown, text_columns=(0, -1))}"
+
+
+def per_class_report(split, rows, results, markdown):
+    """Each class's training and evaluation counts, and its recall and F1 in every row."""
+    columns = ["class", "train docs", f"{split.evaluation} docs"]
+    columns += [f"{row.key} {metric}" for row in rows for metric in ("recall", "F1")]
+    found = {row.key: {item["class"]: item for item in results[row.key].get("per_class", [])} for row in rows}
+    cells = []
+    for name, train, support in class_counts(split):
+        line = [name, f"{train:,}", f"{support:,}"]
+        for row in rows:
+            item = found[row.key].get(name)
+            line += [f"{item['recall']:.1%}", f"{item['f1']:.1%}"] if item else ["-", "-"]
+        cells.append(line)
+    title = f"{split.dataset} per class (most training documents first): recall and F1 of each row"
+    heading = f"#### {title}" if markdown else title
+    return f"{heading}\n\n{format_table(columns, cells, markdown)}"
 
 
 def legend_lines(rows, args):
@@ -530,9 +349,16 @@ def legend_lines(rows, args):
 # -- the parent: run every row on every dataset -----------------------------------------
 
 
+def rows_for(dataset, args):
+    """The rows ``--rows`` names, or the rows that run on ``dataset`` by default."""
+    if args.rows is not None:
+        return [row for row in ROWS if row.key in args.rows.split(",")]
+    return [row for row in ROWS if row.default_datasets is None or dataset in row.default_datasets]
+
+
 def run_parent(args):
     """Run each selected row on each dataset in a subprocess; print the tables; save JSON."""
-    rows = [row for row in ROWS if row.key in args.rows.split(",")]
+    rows_of = {dataset: rows_for(dataset, args) for dataset in args.datasets}
     bullet = "- " if args.markdown else ""
     report = {"hardware": hardware_lines(args), "args": vars(args), "datasets": {}}
     for text in report["hardware"]:
@@ -540,7 +366,7 @@ def run_parent(args):
     if args.quick:
         print(f"{bullet}--quick: subsets for a smoke test, not numbers to quote")
     all_ok = True
-    for dataset in args.datasets:
+    for dataset, rows in rows_of.items():
         split = split_of(args, dataset)
         baseline = spawn_row("baseline", dataset, args)
         results = {}
@@ -550,6 +376,9 @@ def run_parent(args):
             all_ok &= results[row.key]["status"] != "failed"
         print()
         print(dataset_report(split, rows, results, baseline, args.markdown), flush=True)
+        if args.per_class:
+            print()
+            print(per_class_report(split, rows, results, args.markdown), flush=True)
         report["datasets"][dataset] = {
             "evaluation": split.evaluation,
             "train_docs": len(split.train_texts),
@@ -558,7 +387,7 @@ def run_parent(args):
             "rows": {row.key: {"label": row.label, **results[row.key]} for row in rows},
         }
     print()
-    for text in legend_lines(rows, args):
+    for text in legend_lines([row for row in ROWS if any(row in rows for rows in rows_of.values())], args):
         print(bullet + text)
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")

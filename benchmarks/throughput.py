@@ -3,28 +3,29 @@
 Every row trains the same architecture (4 layers, d_model 256, 4 heads, d_ff 1024,
 up to 256 tokens, batches of 32) on the same token ids for one timed epoch, then
 classifies the test split. Each row runs in a subprocess of its own so that its
-peak resident memory is its own. See benchmarks/README.md for what each row and
-column means.
+peak resident memory is its own. The inference rows (skattn-onnx and the
+skattn-*-loaded rows) train nothing: they predict with skattn-fp32's model,
+exported by ``to_onnx`` or written by ``save``, each in a fresh child (where
+``import torch`` fails, for ONNX Runtime). See benchmarks/README.md for what
+each row and column means.
 
 Run from the repository root::
 
-    python benchmarks/throughput.py --quick          # about a minute
+    python benchmarks/throughput.py --quick          # a few minutes
     python benchmarks/throughput.py                  # full R8
     python benchmarks/throughput.py --dataset 20ng --markdown
 """
 
 import argparse
-import io
+import importlib.util
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext, redirect_stderr
+from contextlib import nullcontext
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ from skattn import AttentionClassifier
 from skattn._text import PAD_ID, encode, length_batches, train_tokenizer
 from skattn._devices import cpu_has_native_bf16
 
-from _common import cpu_model, load_tsv, peak_rss_mib
+from _common import cpu_model, emit, load_tsv, package_version, spawn, time_inference
 
 D_MODEL, N_LAYERS, N_HEADS, D_FF = 256, 4, 4, 1024
 MAX_LENGTH = 256
@@ -46,7 +47,6 @@ BATCH_SIZE = 32
 DROPOUT = 0.1
 LEARNING_RATE = 1e-3
 QUICK_TRAIN_DOCS, QUICK_TEST_DOCS = 300, 200
-RESULT_PREFIX = "ROW-RESULT "
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Row:
     """One benchmarked training and inference setup."""
 
     name: str
-    framework: str  # "skattn", "bert" or "torch"
+    framework: str  # "skattn", "bert", "torch"; inference only: "onnxruntime" or "skattn.load"
     precision: str  # "fp32" or "bf16"
     batching: str  # "bucketed", "random" (pad to longest) or "fixed" (pad to MAX_LENGTH)
     summary: str
@@ -77,8 +77,35 @@ ROWS = (
         "BertForSequenceClassification, bf16 autocast, skattn's length buckets, no attention dropout",
     ),
     Row("torch-padded", "torch", "fp32", "fixed", "nn.TransformerEncoder (pre-LN, GELU), fp32, pad to 256"),
+    Row(
+        "skattn-onnx", "onnxruntime", "fp32", "bucketed",
+        "skattn-fp32's model exported by to_onnx; skattn.onnx.load(path, threads).predict "
+        "in a fresh child where import torch fails",
+    ),
+    Row(
+        "skattn-fp32-loaded", "skattn.load", "fp32", "bucketed",
+        "skattn-fp32's model written by save; skattn.load(path).predict in a fresh child (PyTorch)",
+    ),
+    Row(
+        "skattn-bf16-loaded", "skattn.load", "bf16", "bucketed",
+        "the same model saved after set_params(precision='bf16'): skattn.load builds its bf16 "
+        "inference replica, then .predict in a fresh child (PyTorch)",
+    ),
 )
 ROW_NAMES = tuple(row.name for row in ROWS)
+# Rows that train nothing: they predict with the model of the skattn-fp32 row, fitted once per run.
+INFERENCE_ONLY = ("onnxruntime", "skattn.load")
+FITTED_ROW = "skattn-fp32"
+# Distributions each inference path imports, for the install-size line. Both paths share the
+# tokenizer, the n-gram TF-IDF (SciPy, scikit-learn) and the requirements scikit-learn imports.
+# Optional imports (pandas and pyarrow, which scikit-learn imports when installed) are not counted.
+SHARED_DISTRIBUTIONS = (
+    "skattn", "tokenizers", "numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl", "narwhals", "cloudpickle",
+)
+INSTALLS = {
+    "ONNX Runtime": ("onnxruntime", *SHARED_DISTRIBUTIONS),
+    "PyTorch": ("torch", "typing_extensions", "tqdm", "safetensors", *SHARED_DISTRIBUTIONS),
+}
 
 
 # -- command line ---------------------------------------------------------------
@@ -95,7 +122,8 @@ def parse_args(argv=None):
     add("--max-docs", type=int, help="use at most this many training documents")
     add("--max-test-docs", type=int, help="use at most this many test documents")
     add("--warmup-batches", type=int, default=3, help="untimed training batches before each timed epoch")
-    add("--rows", default=",".join(ROW_NAMES), help=f"comma-separated subset of {', '.join(ROW_NAMES)}")
+    add("--rows", help=f"comma-separated subset of {', '.join(ROW_NAMES)} (default: all that this "
+        f"machine runs: skattn-bf16-loaded needs native bf16, skattn-onnx onnxruntime and onnxscript)")
     add("--seed", type=int, default=0)
     add("--repeats", type=int, default=1,
         help="run the rows this many times, in turn, and keep each row's best times")
@@ -103,15 +131,30 @@ def parse_args(argv=None):
     # Internal: run one row in this process and print its result as JSON.
     add("--row", help=argparse.SUPPRESS)
     add("--tokenizer-file", help=argparse.SUPPRESS)
+    add("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.max_docs = args.max_docs or QUICK_TRAIN_DOCS
         args.max_test_docs = args.max_test_docs or QUICK_TEST_DOCS
     args.matmul_seconds = 0.3 if args.quick else 2.0
+    if args.rows is None:
+        args.rows = ",".join(default_rows(explain=args.row is None))  # a row's child says nothing
     unknown = set(args.rows.split(",")) - set(ROW_NAMES)
     if unknown:
         parser.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROW_NAMES)}")
     return args
+
+
+def default_rows(explain=True):
+    """Every row, less those this machine cannot run as intended (said on stderr with ``explain``)."""
+    left_out = {}
+    if not cpu_has_native_bf16():
+        left_out["skattn-bf16-loaded"] = "this CPU has no native bf16"
+    if not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnxscript")):
+        left_out["skattn-onnx"] = "needs onnxruntime and onnxscript (pip install 'skattn[onnx]')"
+    for name, reason in left_out.items() if explain else ():
+        print(f"leaving out {name}: {reason}; name it in --rows to run it anyway.", file=sys.stderr)
+    return [name for name in ROW_NAMES if name not in left_out]
 
 
 def main(argv=None):
@@ -226,9 +269,13 @@ def epoch_flops(lengths, shapes):
     return useful, executed
 
 
-def epoch_result(lengths, batches, batching, epoch_s):
-    """Training part of a row's result, from the batches of its timed epoch."""
-    shapes = [(len(rows), batch_width(batching, lengths[rows])) for rows in batches]
+def batch_shapes(batching, lengths, batches):
+    """``(rows, width)`` of each padded batch of ``batches`` (lists of document indices)."""
+    return [(len(rows), batch_width(batching, lengths[rows])) for rows in batches]
+
+
+def epoch_result(lengths, shapes, epoch_s):
+    """Training part of a row's result, from the padded batch shapes of its timed epoch."""
     useful, executed = epoch_flops(lengths, shapes)
     return {
         "epoch_s": epoch_s,
@@ -247,7 +294,17 @@ def autocast_for(precision):
 
 # -- skattn rows -------------------------------------------------------------------
 
-_EPOCH_LINE = re.compile(r"epoch 1/1 .*?([\d,]+) tokens/s")
+class EpochRecorder:
+    """A ``callbacks`` entry keeping the padded batch shapes and the wall time of an epoch."""
+
+    def __init__(self):
+        self.shapes, self.seconds = [], None
+
+    def __call__(self, event):
+        if event.kind == "step":
+            self.shapes.extend(event.batch_shapes)
+        else:
+            self.seconds = event.seconds
 
 
 def skattn_params(row, seed):
@@ -271,50 +328,127 @@ def skattn_params(row, seed):
 def run_skattn(row, work, tokenizer, args):
     """Time one epoch of ``AttentionClassifier.fit`` and a ``predict`` on the test split.
 
-    The epoch time comes from fit's own verbose line, which times exactly the
-    epoch loop (tokenizer training and encoding excluded).
+    The epoch time and the padded batch shapes come from fit's ``callbacks``:
+    the epoch loop alone is timed (tokenizer training and encoding excluded),
+    and the shapes are those of the batches fit ran, padding included.
     """
     params = skattn_params(row, args.seed)
     warm = slice(0, args.warmup_batches * BATCH_SIZE)
     if args.warmup_batches and len(set(work.train_labels[warm])) > 1:
         AttentionClassifier(**params, max_epochs=1).fit(work.train_texts[warm], work.train_labels[warm])
 
-    clf = AttentionClassifier(**params, max_epochs=1, verbose=1)
-    log = io.StringIO()
-    with redirect_stderr(log):
-        clf.fit(work.train_texts, work.train_labels)
+    recorder = EpochRecorder()
+    clf = AttentionClassifier(**params, max_epochs=1, callbacks=[recorder])
+    clf.fit(work.train_texts, work.train_labels)
     if clf.tokenizer_.get_vocab() != tokenizer.get_vocab():
         raise RuntimeError("skattn trained a different tokenizer than the one the peers use.")
     lengths = lengths_of(token_ids(clf.tokenizer_, work.train_texts))
-    match = _EPOCH_LINE.search(log.getvalue())
-    if match is None:
-        raise RuntimeError(f"No epoch line in AttentionClassifier's verbose output:\n{log.getvalue()}")
-    # The line's tokens/s counts non-padding tokens over the epoch's perf_counter
-    # time; dividing gives more digits than its rounded seconds field.
-    epoch_s = lengths.sum() / float(match.group(1).replace(",", ""))
-    # fit drew its batches from the generator _seeds() returns; replaying it
-    # recovers their shapes for the padded-token and FLOP counts.
-    rng, _ = clf._seeds()
-    batches = make_batches(row.batching, lengths, rng=rng)
-    result = epoch_result(lengths, batches, row.batching, epoch_s)
+    result = epoch_result(lengths, recorder.shapes, recorder.seconds)
 
     result.update(time_inference(lambda: clf.predict(work.test_texts)))
     return result
 
 
-def time_inference(predict):
-    """Seconds of a first (cold) and a second (warm) call of ``predict``.
+# -- inference rows: skattn-fp32's model on ONNX Runtime and reloaded in PyTorch -------------
 
-    The first call also pays one-time costs: oneDNN compiles kernels for
-    each new matrix shape. (skattn builds its bfloat16 inference replica at
-    the end of ``fit``, so the fit time includes it.)
+
+def model_file(row, folder):
+    """Where the export child writes the model that ``row`` predicts with."""
+    return Path(folder) / ("model.onnx" if row.framework == "onnxruntime" else f"{row.precision}.skattn")
+
+
+def export_models(work, tokenizer, args):
+    """Fit the skattn-fp32 row's model (one epoch) and write it for the inference rows in ``--rows``.
+
+    ``to_onnx`` for skattn-onnx; ``save`` for skattn-fp32-loaded, and after
+    ``set_params(precision="bf16")`` for skattn-bf16-loaded (the same weights;
+    loading that file builds the bf16 inference replica).
     """
-    times = []
-    for _ in range(2):
-        started = time.perf_counter()
-        predict()
-        times.append(time.perf_counter() - started)
-    return {"first_infer_s": times[0], "infer_s": times[1]}
+    started = time.perf_counter()
+    clf = AttentionClassifier(**skattn_params(row_named(FITTED_ROW), args.seed), max_epochs=1)
+    clf.fit(work.train_texts, work.train_labels)
+    if clf.tokenizer_.get_vocab() != tokenizer.get_vocab():
+        raise RuntimeError("skattn trained a different tokenizer than the one the peers use.")
+    for row in (row_named(name) for name in args.rows.split(",")):
+        if row.framework in INFERENCE_ONLY:
+            clf.set_params(precision=row.precision)
+        if row.framework == "onnxruntime":
+            clf.to_onnx(model_file(row, args.model_dir))
+        elif row.framework == "skattn.load":
+            clf.save(model_file(row, args.model_dir))
+    return {"fit_export_s": time.perf_counter() - started}
+
+
+# The inference rows' child, run as ``python -c PREDICTOR_CHILD KIND MODEL TEXTS THREADS BENCHMARKS``.
+# It cannot be this file, which imports torch. With KIND "onnx" any import of torch raises
+# ImportError (as in tests/test_onnx.py), so the row shows what a process without PyTorch needs.
+PREDICTOR_CHILD = """
+import json, sys
+
+kind, model_path, texts_path, threads, benchmarks = sys.argv[1:]
+if kind == "onnx":
+    class NoTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("import torch is blocked in the ONNX Runtime row")
+
+    sys.meta_path.insert(0, NoTorch())
+sys.path.insert(0, benchmarks)
+from _common import emit, time_inference
+
+with open(texts_path, encoding="utf-8") as file:
+    texts = json.load(file)
+if kind == "onnx":
+    import skattn.onnx
+    predictor = skattn.onnx.load(model_path, threads=int(threads))
+else:
+    import torch
+    import skattn
+    torch.set_num_threads(int(threads))
+    predictor = skattn.load(model_path)
+predictions = []
+result = time_inference(lambda: predictions.append(predictor.predict(texts)))
+result.update(test_docs=len(texts), predictions=predictions[-1].tolist(), torch_imported="torch" in sys.modules)
+emit(result)
+"""
+
+
+def spawn_predictor(row, args, model_dir, texts_file):
+    """Run an inference row's child on the model in ``model_dir``; its result dict, or None."""
+    kind = "onnx" if row.framework == "onnxruntime" else "torch"
+    command = [
+        sys.executable, "-c", PREDICTOR_CHILD,
+        kind, str(model_file(row, model_dir)), str(texts_file), str(args.threads), str(Path(__file__).resolve().parent),
+    ]
+    return spawned(row.name, command)
+
+
+def installed_mib(name):
+    """On-disk MiB of an installed distribution: the files its RECORD lists that exist.
+
+    An editable install (``pip install -e``) lists only its link to the source
+    tree; then the files of its package folder count instead.
+    """
+    dist = distribution(name)
+    paths = [file.locate() for file in dist.files or ()]
+    if json.loads(dist.read_text("direct_url.json") or "{}").get("dir_info", {}).get("editable"):
+        spec = importlib.util.find_spec(name.replace("-", "_"))
+        paths += [path for folder in spec.submodule_search_locations for path in Path(folder).rglob("*")]
+    return sum(path.stat().st_size for path in map(Path, paths) if path.is_file()) / 2**20
+
+
+def install_sizes():
+    """``{path: (total MiB, [(distribution, MiB or None if not installed), ...])}`` for ``INSTALLS``."""
+    sizes = {}
+    for path, names in INSTALLS.items():
+        parts = []
+        for name in names:
+            try:
+                parts.append((name, installed_mib(name)))
+            except PackageNotFoundError:
+                parts.append((name, None))
+        sizes[path] = (sum(mib for _, mib in parts if mib is not None), parts)
+    return sizes
 
 
 # -- peer rows -----------------------------------------------------------------------
@@ -402,7 +536,7 @@ def train_peer(model, ids, targets, row, rng, warmup_batches):
     started = time.perf_counter()
     for rows in batches:
         step(rows)
-    return epoch_result(lengths, batches, row.batching, time.perf_counter() - started)
+    return epoch_result(lengths, batch_shapes(row.batching, lengths, batches), time.perf_counter() - started)
 
 
 def predict_peer(model, tokenizer, texts, row):
@@ -443,16 +577,21 @@ def run_child(args):
     work = load_workload(args)
     tokenizer = Tokenizer.from_file(args.tokenizer_file)
     result = {}
-    if args.row != "baseline":
-        row = next(r for r in ROWS if r.name == args.row)
+    if args.row == "export":
+        result = export_models(work, tokenizer, args)
+    elif args.row != "baseline":
+        row = row_named(args.row)
         runner = run_skattn if row.framework == "skattn" else run_peer
         result = runner(row, work, tokenizer, args)
         result["test_docs"] = len(work.test_texts)
-    result["peak_rss_mib"] = peak_rss_mib()
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    emit(result)
 
 
-def spawn_row(name, args, tokenizer_file):
+def row_named(name):
+    return next(row for row in ROWS if row.name == name)
+
+
+def spawn_row(name, args, tokenizer_file, *extra):
     """Run one row in a fresh interpreter; return its result dict, or None if it failed."""
     command = [
         sys.executable,
@@ -472,12 +611,16 @@ def spawn_row(name, args, tokenizer_file):
     for flag, value in optional.items():
         if value is not None:
             command += [flag, str(value)]
-    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-    for line in completed.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    print(f"row {name} failed (exit status {completed.returncode}); see its stderr above.", file=sys.stderr)
-    return None
+    return spawned(name, command + list(extra))
+
+
+def spawned(name, command):
+    """The result of a child that prints it with ``emit``, or None (said on stderr) if it failed."""
+    result = spawn(command)
+    if result.get("status") == "failed":
+        print(f"row {name} failed (exit status {result['returncode']}); see its stderr above.", file=sys.stderr)
+        return None
+    return result
 
 
 # -- hardware ---------------------------------------------------------------------------
@@ -521,15 +664,27 @@ def run_parent(args):
     }
 
     rows = [row for row in ROWS if row.name in args.rows.split(",")]
+    needs_model = any(row.framework in INFERENCE_ONLY for row in rows)
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer_file = Path(scratch) / "tokenizer.json"
         tokenizer.save(str(tokenizer_file))
         baseline = spawn_row("baseline", args, tokenizer_file)
+        exported = None
+        if needs_model:
+            print(f"fitting {FITTED_ROW}'s model for the inference rows ...", file=sys.stderr, flush=True)
+            exported = spawn_row("export", args, tokenizer_file, "--model-dir", scratch, "--rows", args.rows)
+            texts_file = Path(scratch) / "test_texts.json"
+            texts_file.write_text(json.dumps(work.test_texts), encoding="utf-8")
         runs = {row.name: [] for row in rows}
         for repeat in range(args.repeats):
             for row in rows:
                 print(f"running {row.name} ({repeat + 1}/{args.repeats}) ...", file=sys.stderr, flush=True)
-                runs[row.name].append(spawn_row(row.name, args, tokenizer_file))
+                if row.framework not in INFERENCE_ONLY:
+                    runs[row.name].append(spawn_row(row.name, args, tokenizer_file))
+                elif exported is None:
+                    runs[row.name].append(None)
+                else:
+                    runs[row.name].append(spawn_predictor(row, args, scratch, texts_file))
         results = {name: best_of(row_runs) for name, row_runs in runs.items()}
 
     facts = {
@@ -541,6 +696,8 @@ def run_parent(args):
         "ceilings": ceilings,
         "model_shaped": model_shaped,
         "baseline_mib": baseline["peak_rss_mib"] if baseline else float("nan"),
+        "exported": exported,
+        "installs": install_sizes() if needs_model else None,
     }
     print_report(args, facts, rows, results)
     return 0 if all(results.values()) else 1
@@ -556,7 +713,8 @@ def best_of(runs):
         return None
     best = dict(runs[0])
     for key in ("epoch_s", "infer_s", "first_infer_s"):
-        best[key] = min(run[key] for run in runs)
+        if key in best:  # the inference rows have no epoch
+            best[key] = min(run[key] for run in runs)
     best["peak_rss_mib"] = max(run["peak_rss_mib"] for run in runs)
     return best
 
@@ -569,17 +727,10 @@ def reference_row(rows, results):
     return candidates[0] if candidates else None
 
 
-def package_version(name):
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def header_lines(args, facts):
     """Hardware, software, data and model, printed above the table."""
     work, lengths, ceilings = facts["work"], facts["lengths"], facts["ceilings"]
-    return [
+    lines = [
         f"CPU: {cpu_model()}; {os.cpu_count()} logical cores, {len(os.sched_getaffinity(0))} usable; "
         f"native bf16 (AVX512-BF16/AMX): {'yes' if cpu_has_native_bf16() else 'no'}; "
         f"load average at start {facts['load_average']:.1f}",
@@ -600,6 +751,13 @@ def header_lines(args, facts):
         f"best of {args.repeats} run(s) per row, rows taking turns; peak RSS of a child "
         f"that only loads the data: {facts['baseline_mib']:,.0f} MiB",
     ]
+    if facts["installs"]:
+        lines.append(f"onnxruntime {package_version('onnxruntime')} (CPUExecutionProvider, "
+                     f"intra-op threads {args.threads})")
+        for path, (total, parts) in facts["installs"].items():
+            sizes = ", ".join(f"{name} {'not installed' if mib is None else f'{mib:,.1f}'}" for name, mib in parts)
+            lines.append(f"Install size of the {path} inference path: {total:,.0f} MiB ({sizes})")
+    return lines
 
 
 def table_rows(rows, results, ceilings, reference):
@@ -611,25 +769,32 @@ def table_rows(rows, results, ceilings, reference):
         if result is None:
             cells.append([row.name, row.precision, row.batching] + ["failed"] + ["-"] * (len(COLUMNS) - 4))
             continue
-        epoch_s, ceiling = result["epoch_s"], ceilings[row.precision] * 1e9
-        tokens_per_s = result["real_tokens"] / epoch_s
         docs_per_s = result["test_docs"] / result["infer_s"]
         cold_docs_per_s = result["test_docs"] / result["first_infer_s"]
         train_ratio = infer_ratio = cold_ratio = "-"
         if ref:
-            train_ratio = f"{(ref['real_tokens'] / ref['epoch_s']) / tokens_per_s:.2f}"
             infer_ratio = f"{(ref['test_docs'] / ref['infer_s']) / docs_per_s:.2f}"
             cold_ratio = f"{(ref['test_docs'] / ref['first_infer_s']) / cold_docs_per_s:.2f}"
+        if row.framework in INFERENCE_ONLY:  # no training of its own
+            training, train_ratio = ["n/a"] * 6, "n/a"
+        else:
+            epoch_s, ceiling = result["epoch_s"], ceilings[row.precision] * 1e9
+            tokens_per_s = result["real_tokens"] / epoch_s
+            if ref:
+                train_ratio = f"{(ref['real_tokens'] / ref['epoch_s']) / tokens_per_s:.2f}"
+            training = [
+                f"{epoch_s:.2f}",
+                f"{tokens_per_s:,.0f}",
+                f"{result['padded_tokens'] / epoch_s:,.0f}",
+                f"{1 - result['real_tokens'] / result['padded_tokens']:.0%}",
+                f"{result['useful_flops'] / epoch_s / ceiling:.1%}",
+                f"{result['executed_flops'] / epoch_s / ceiling:.1%}",
+            ]
         cells.append([
             row.name,
             row.precision,
             row.batching,
-            f"{epoch_s:.2f}",
-            f"{tokens_per_s:,.0f}",
-            f"{result['padded_tokens'] / epoch_s:,.0f}",
-            f"{1 - result['real_tokens'] / result['padded_tokens']:.0%}",
-            f"{result['useful_flops'] / epoch_s / ceiling:.1%}",
-            f"{result['executed_flops'] / epoch_s / ceiling:.1%}",
+            *training,
             f"{docs_per_s:,.0f}",
             f"{cold_docs_per_s:,.0f}",
             f"{result['peak_rss_mib']:,.0f}",
@@ -685,6 +850,42 @@ def print_report(args, facts, rows, results):
           f"bf16 inference replica at the end of fit).")
     print(f"{bullet}MFU: useful FLOP/s (real tokens) / matmul ceiling of the row's precision; "
           f"MFU(pad): the same counting every padded position computed.")
+    for line in inference_notes(facts, results):
+        print(bullet + line)
+
+
+def inference_notes(facts, results):
+    """What the inference rows measured, skattn-onnx's speed against the skattn rows, their agreement."""
+    ran = [name for name in results if row_named(name).framework in INFERENCE_ONLY]
+    if not ran:
+        return []
+    exported = facts["exported"]
+    fitted = "failed" if exported is None else f"fitted and written once, in {exported['fit_export_s']:.1f} s"
+    lines = [
+        f"{', '.join(ran)}: no training of their own (n/a): the model is {FITTED_ROW}'s (same parameters "
+        f"and seed, one epoch; {fitted}, by another child). Each row is a fresh child that reads the test "
+        f"texts, loads the model and predicts twice; peak RSS is that child's.",
+        "Install size: the on-disk size of the files that importlib.metadata's distribution(name).files "
+        "lists, summed over the distributions each path imports (an editable install: its package folder).",
+    ]
+    onnx = results.get("skattn-onnx")
+    if onnx:
+        ratios = [
+            f"{name} {onnx['infer_s'] / other['infer_s']:.2f} (1st call {onnx['first_infer_s'] / other['first_infer_s']:.2f})"
+            for name, other in results.items()
+            if other and name in ("skattn-fp32", "skattn-bf16", "skattn-fp32-loaded", "skattn-bf16-loaded")
+        ]
+        if ratios:
+            lines.append("skattn-onnx's infer docs/s against the skattn rows (their docs/s divided by "
+                         f"skattn-onnx's; below 1: ONNX Runtime is faster): {', '.join(ratios)}")
+        torch_note = f"torch imported in skattn-onnx's child: {'yes' if onnx['torch_imported'] else 'no'}"
+        loaded = results.get("skattn-fp32-loaded")
+        if loaded:
+            same = sum(a == b for a, b in zip(onnx["predictions"], loaded["predictions"]))
+            torch_note += (f"; skattn-onnx predicts the label skattn-fp32-loaded predicts for {same:,} of "
+                           f"{onnx['test_docs']:,} test documents")
+        lines.append(torch_note)
+    return lines
 
 
 if __name__ == "__main__":

@@ -44,7 +44,6 @@ Workers run one at a time, with one PyTorch thread and one tokenizer thread.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -160,13 +159,9 @@ def fit_model(model_file, data_dir):
 def machine_line():
     import torch
 
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                   if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, 1 thread per worker"
+    from _common import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 thread per worker"
 
 
 def report(rows, markdown):

@@ -19,10 +19,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from tokenizers import Tokenizer
 
+from ._callbacks import check_callbacks
 from ._devices import resolve_device, resolve_precision
 from ._loop import Checkpoint, Stopping, TrainingData, adamw, checkpoint_key, infer, linear_schedule, train
 from ._model import ACTIVATIONS, POOLINGS, EncoderConfig, TextEncoder
 from ._progress import Progress
+from ._versions import library_versions, warn_if_versions_differ
 from ._text import PAD_ID, SPECIAL_TOKENS, check_documents, encode, train_tokenizer
 
 try:
@@ -67,6 +69,7 @@ class _AttentionBase(BaseEstimator):
         "precision": [StrOptions({"auto", "fp32", "bf16"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callbacks": [list, None],
     }
 
     def __sklearn_tags__(self):
@@ -86,6 +89,7 @@ class _AttentionBase(BaseEstimator):
     def _check_params(self):
         """Validate constructor parameters; raise before any work is done."""
         self._validate_params()
+        check_callbacks(self.callbacks, type(self).__name__)
         if self.d_model % self.n_heads != 0:
             raise ValueError(
                 f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}."
@@ -229,6 +233,7 @@ class _AttentionBase(BaseEstimator):
             checkpoint=checkpoint,
             resume=self.resume,
             progress=Progress(self.verbose, description, max_epochs),
+            callbacks=self.callbacks or (),
             advice=f"Try a lower learning_rate (now {self.learning_rate}) or precision='fp32'.",
         )
         return history, optimizer.state_dict()
@@ -351,8 +356,56 @@ class _AttentionBase(BaseEstimator):
         """A pickled state dict in the layout of today's module (as it is, unless overridden)."""
         return state_dict
 
+    def save(self, path):
+        """Write this estimator to a model file that loads without running code from it.
+
+        The file holds the parameters, the tokenizer, the weights (in
+        safetensors) and the fitted attributes, as data only; load it with
+        :func:`skattn.load`. It is written to a temporary file first, then
+        renamed: ``path`` is either the complete new file or untouched.
+        ``callbacks``, ``checkpoint_dir`` and ``resume`` steer a run on one
+        machine and are saved as their defaults.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        self : object
+        """
+        from ._persistence import save
+
+        save(self, path)
+        return self
+
+    def to_onnx(self, path):
+        """Export the fitted model to an ONNX file, for inference without PyTorch.
+
+        The file holds the graph (dynamic batch and sequence axes) and, as
+        metadata, the tokenizer and everything else needed to go from texts
+        to outputs; :func:`skattn.onnx.load` reads it with ONNX Runtime and
+        gives the same ``predict`` / ``predict_proba`` / ``transform``. The
+        model is exported in float32, whatever ``precision``. Needs the
+        ``onnx`` extra (``pip install 'skattn[onnx]'``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        self : object
+        """
+        check_is_fitted(self)
+        from ._onnx_export import export
+
+        export(self, path)
+        return self
+
     def __getstate__(self):
         state = dict(super().__getstate__())
+        state["_saved_with"] = library_versions()
         # An optimizer kept for partial_fit is not shipped; a reloaded model
         # continues partial_fit with a fresh one.
         state.pop("_optimizer_state", None)
@@ -368,8 +421,12 @@ class _AttentionBase(BaseEstimator):
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
+        # Pickles from before versions were recorded have none to compare.
+        warn_if_versions_differ(state.pop("_saved_with", {}), what=f"This pickled {type(self).__name__}")
         # Estimators pickled before the activation parameter existed were GELU models.
-        state = {"activation": "gelu", **state}
+        # Those pickled before callbacks existed had none.
+        state = {"activation": "gelu", "callbacks": None, **state}
         if "model_" in state:
             weights = state["model_"]
             tokenizer = Tokenizer.from_str(state["tokenizer_"])
@@ -388,7 +445,7 @@ class _AttentionBase(BaseEstimator):
 
 # Parameters that steer a run without changing what it learns: a checkpoint
 # written with other values of these still belongs to the same fit.
-RUN_CONTROLS = frozenset({"verbose", "checkpoint_dir", "resume", "device"})
+RUN_CONTROLS = frozenset({"verbose", "callbacks", "checkpoint_dir", "resume", "device"})
 
 
 def fingerprint(value, with_state=True):

@@ -18,7 +18,8 @@ from ._encoder import AttentionEncoder
 from ._heads import SequenceClassifier, classification_loss
 from ._loop import TrainingData, warn_if_not_converged
 from ._model import TextEncoder
-from ._ngrams import NgramFeatures, NgramPath, fit_ngram_vectorizer, rename_legacy_weights, transform_ngrams
+from ._ngram_path import NgramPath, rename_legacy_weights
+from ._ngrams import NgramFeatures, fit_ngram_vectorizer, transform_ngrams
 from ._targets import Targets
 from ._text import check_documents
 
@@ -53,6 +54,14 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the loss. ``"balanced"`` weighs each class
         inversely to its frequency in ``y``; a dict maps labels to weights.
+
+    logit_adjustment : float, default=0.0
+        Strength ``tau`` of the logit-adjusted loss (Menon et al., 2021):
+        during training, ``tau * log(class frequency in y)`` is added to the
+        logits inside the cross-entropy, so that the model's own logits,
+        used to predict, favour rare classes as a class-balanced error would.
+        0 trains on the plain cross-entropy; 1 is the paper's choice. Not
+        supported with multilabel ``y``.
 
     ngram_range : tuple of (int, int) or None, default=(1, 2)
         Word n-grams of the linear path beside the encoder: a linear model
@@ -111,6 +120,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         **_AttentionBase._parameter_constraints,
         "encoder": [None, HasMethods(["fit", "transform"])],
         "class_weight": [dict, StrOptions({"balanced"}), None],
+        "logit_adjustment": [Interval(Real, 0, None, closed="left")],
         "ngram_range": [tuple, None],
         "encoder_logit_scale": [Interval(Real, 0, None, closed="left")],
     }
@@ -146,8 +156,10 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         precision="auto",
         random_state=None,
         verbose=0,
+        callbacks=None,
         encoder=None,
         class_weight=None,
+        logit_adjustment=0.0,
         ngram_range=(1, 2),
         encoder_logit_scale=0.25,
     ):
@@ -179,8 +191,10 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
         self.encoder = encoder
         self.class_weight = class_weight
+        self.logit_adjustment = logit_adjustment
         self.ngram_range = ngram_range
         self.encoder_logit_scale = encoder_logit_scale
 
@@ -294,6 +308,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     def _fit(self, documents, targets, weights, *, warm, partial):
         """Train from ``fit`` or ``partial_fit``; set fitted attributes only at the end."""
         class_weight = self._class_weights(targets)
+        logit_offset = self._logit_offset(targets)
         rng, torch_seed = self._seeds()
         device = resolve_device(self.device)
         description = "AttentionClassifier"
@@ -323,7 +338,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             history, optimizer_state = self._train(
                 module,
                 data,
-                classification_loss(class_weight, multilabel=targets.multilabel),
+                classification_loss(class_weight, multilabel=targets.multilabel, logit_offset=logit_offset),
                 rng=rng,
                 device=device,
                 description=description,
@@ -467,6 +482,15 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             raise ValueError("class_weight is not supported with multilabel y.")
         labeled = targets.labels[targets.labeled]
         return compute_class_weight(self.class_weight, classes=targets.classes, y=labeled)
+
+    def _logit_offset(self, targets):
+        """``logit_adjustment * log(class frequency)`` for the loss, or None."""
+        if self.logit_adjustment == 0:
+            return None
+        if targets.multilabel:
+            raise ValueError("logit_adjustment is not supported with multilabel y.")
+        counts = np.bincount(targets.encoded[targets.labeled], minlength=len(targets.classes))
+        return self.logit_adjustment * np.log(np.maximum(counts, 1) / counts.sum())
 
     def _model_to_train(self, documents, n_classes, *, warm, pretrained):
         """Tokenizer, config, n-gram vectorizer and features, and the module this fit trains.

@@ -118,6 +118,16 @@ SHARED_PARAMETERS = """\
         (loss, tokens/s, time left) on a terminal, and one line per epoch
         where stderr is not a terminal (logs, CI); 2 and above always print
         one line of metrics per epoch.
+
+    callbacks : list of callable or None, default=None
+        Functions called during training as ``callback(event)`` after every
+        optimizer step and every epoch, with a :class:`skattn.TrainingEvent`
+        (loss, tokens, timing, batch shapes, validation score, the module):
+        to log to an experiment tracker, record curves, or stop the fit by
+        raising ``KeyboardInterrupt``. They do not change what is learned.
+        Like every parameter, they are deep-copied by ``clone`` (as in
+        ``GridSearchCV``; a callable object's state is copied, a plain
+        function is kept as it is) and pickled with the estimator.
 """
 
 TRAINING_ATTRIBUTES = """\

@@ -103,6 +103,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         precision="auto",
         random_state=None,
         verbose=0,
+        callbacks=None,
         mlm_probability=0.15,
     ):
         self.tokenizer = tokenizer
@@ -133,6 +134,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
         self.mlm_probability = mlm_probability
 
     def fit(self, X, y=None, sample_weight=None):

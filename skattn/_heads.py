@@ -97,30 +97,40 @@ class SequenceClassifier(nn.Module):
         return decay_groups(self, learning_rate, weight_decay, skip=[self.wide]) + self.wide.parameter_groups(learning_rate)
 
 
-def classification_loss(class_weight=None, multilabel=False):
+def classification_loss(class_weight=None, multilabel=False, logit_offset=None):
     """Return the training loss of a :class:`SequenceClassifier`: ``loss(module, batch, rng)``.
 
     The sum of each path's cross-entropy (one sigmoid per label if
     ``multilabel``), weighted by ``class_weight`` (shape ``(n_classes,)``)
-    and the batch's sample weights when given.
+    and the batch's sample weights when given. ``logit_offset`` (shape
+    ``(n_classes,)``) is added to the logits inside the loss only: with
+    ``tau * log(class prior)`` it is the logit-adjusted loss of Menon et al.
+    (2021), which trains the model's own logits for the class-balanced error.
     """
     cache = {}
+
+    def constant(values, device):
+        if device not in cache:
+            cache[device] = {}
+        key = id(values)
+        if key not in cache[device]:
+            cache[device][key] = torch.as_tensor(values, dtype=torch.float32, device=device)
+        return cache[device][key]
 
     def loss_fn(module, batch, rng):
         return sum(path_loss(logits.float(), batch) for logits in module.path_logits(**batch.inputs()))
 
     def path_loss(logits, batch):  # logits: (batch, n_outputs)
+        if logit_offset is not None:
+            logits = logits + constant(logit_offset, logits.device)
         if multilabel:
             per_sample = F.binary_cross_entropy_with_logits(logits, batch.targets, reduction="none").mean(dim=1)
             return weighted_mean(per_sample, batch.weights)
         per_sample = F.cross_entropy(logits, batch.targets, reduction="none")
         if class_weight is None:
             return weighted_mean(per_sample, batch.weights)
-        device = logits.device
-        if device not in cache:
-            cache[device] = torch.as_tensor(class_weight, dtype=torch.float32, device=device)
         # Same normalisation as cross_entropy(weight=...): a weighted mean.
-        sample_weight = cache[device][batch.targets]
+        sample_weight = constant(class_weight, logits.device)[batch.targets]
         if batch.weights is not None:
             sample_weight = sample_weight * batch.weights
         return (per_sample * sample_weight).sum() / sample_weight.sum().clamp(min=1e-12)

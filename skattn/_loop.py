@@ -5,8 +5,8 @@ stopping with the best weights restored; Ctrl-C turned into a clean stop;
 non-finite losses caught before they reach the weights; per-epoch checkpoints
 that a later run resumes from. The caller passes the module, the data, a loss
 function, an optimizer and its schedule, the stopping rule, and optionally a
-validation scorer, a checkpoint and a progress display; it reads back a
-:class:`History`. Nothing here knows an estimator, a head or a feature.
+validation scorer, a checkpoint, a progress display and callbacks; it reads
+back a :class:`History`. Nothing here knows an estimator, a head or a feature.
 """
 
 import hashlib
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from ._callbacks import TrainingEvent
 from ._text import length_batches, split_by_tokens
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -151,6 +152,7 @@ def train(
     checkpoint=None,
     resume=False,
     progress=None,
+    callbacks=(),
     advice="",
 ):
     """Train ``module`` in place.
@@ -187,6 +189,10 @@ def train(
         Continue from ``checkpoint``'s saved state when there is one.
     progress : Progress, default=None
         Progress display; None shows nothing.
+    callbacks : sequence of callable, default=()
+        Each called with a :class:`~skattn.TrainingEvent` after every
+        optimizer step and every epoch. ``KeyboardInterrupt`` raised by one
+        stops the run as Ctrl-C does.
     advice : str, default=""
         Appended to the error raised on a non-finite loss or gradient.
 
@@ -223,7 +229,7 @@ def train(
         try:
             for batch_number, rows in enumerate(batches):
                 optimizer.zero_grad(set_to_none=True)
-                loss = _accumulate_gradients(
+                loss, shapes = _accumulate_gradients(
                     module, data, rows, lengths, token_budget, loss_fn, rng, device, autocast,
                     partial(check, epoch=epoch, batch_number=batch_number),
                 )
@@ -237,8 +243,14 @@ def train(
                 weight = len(rows) if data.weights is None else float(data.weights[rows].sum())
                 total_loss += loss * weight
                 total_weight += weight
-                epoch_tokens += int(lengths[rows].sum())
+                step_tokens = int(lengths[rows].sum())
+                epoch_tokens += step_tokens
                 bar.update(total_loss / max(total_weight, 1e-12), epoch_tokens, started)
+                for callback in callbacks:
+                    callback(TrainingEvent(
+                        "step", epoch + 1, batch_number + 1, loss, step_tokens,
+                        time.perf_counter() - started, shapes, None, module,
+                    ))
             bar.close()
             epoch_loss = total_loss / max(total_weight, 1e-12)
             if validation is not None:
@@ -251,7 +263,10 @@ def train(
                     raise
                 module.load_state_dict(last_good)
                 epoch_tokens = 0
-            _stop_after_interrupt(module, history, best_weights, description, epoch)
+            _stop_after_interrupt(
+                module, history, best_weights, description,
+                f"during epoch {epoch + 1}; stopped after the current batch",
+            )
             history.n_tokens_seen += epoch_tokens
             break
         except BaseException:
@@ -268,6 +283,19 @@ def train(
         progress.epoch_line(epoch, history, time.perf_counter() - started, epoch_tokens)
         if checkpoint is not None:
             checkpoint.save(epoch + 1, module, optimizer, scheduler, rng, history, best_weights)
+        event = TrainingEvent(
+            "epoch", epoch + 1, len(batches), epoch_loss, epoch_tokens,
+            time.perf_counter() - started, (), score if validation is not None else None, module,
+        )
+        try:
+            for callback in callbacks:
+                callback(event)
+        except KeyboardInterrupt:
+            if not history.finished:
+                _stop_after_interrupt(module, history, best_weights, description, f"at the end of epoch {epoch + 1}")
+            break
+        finally:
+            module.train()
     if best_weights is not None and not history.interrupted:
         module.load_state_dict(best_weights)
     module.eval()
@@ -275,7 +303,7 @@ def train(
 
 
 def _accumulate_gradients(module, data, rows, lengths, token_budget, loss_fn, rng, device, autocast, check):
-    """Backpropagate the loss of one batch; return its value.
+    """Backpropagate the loss of one batch; return its value and the shapes of its parts' ids.
 
     A batch of documents split into many windows can exceed ``token_budget``
     tokens; it is then processed in parts of whole documents whose gradients
@@ -284,15 +312,17 @@ def _accumulate_gradients(module, data, rows, lengths, token_budget, loss_fn, rn
     """
     parts = split_by_tokens(rows, lengths[rows], len(rows), token_budget)
     value = 0.0
+    shapes = []
     for part in parts:
         batch = data.batch(part, device)
+        shapes.append(tuple(batch.ids.shape))
         with autocast:
             loss = loss_fn(module, batch, rng)
         check(loss)
         share = len(part) / len(rows)
         (loss * share).backward()
         value += loss.item() * share
-    return value
+    return value, tuple(shapes)
 
 
 def warn_if_not_converged(history, description, stacklevel, tol):
@@ -341,7 +371,7 @@ def _update_stopping(stopping, history, module, best_weights):
     return best_weights
 
 
-def _stop_after_interrupt(module, history, best_weights, description, epoch):
+def _stop_after_interrupt(module, history, best_weights, description, when):
     history.interrupted = history.finished = True
     if best_weights is not None:
         module.load_state_dict(best_weights)
@@ -349,8 +379,8 @@ def _stop_after_interrupt(module, history, best_weights, description, epoch):
     else:
         kept = f"the weights trained so far ({len(history.loss_curve)} full epoch(s))"
     warnings.warn(
-        f"{description}: training interrupted by the user (KeyboardInterrupt) during epoch "
-        f"{epoch + 1}; stopped after the current batch, keeping {kept}.",
+        f"{description}: training interrupted by the user (KeyboardInterrupt) {when}, "
+        f"keeping {kept}.",
         RuntimeWarning,
         stacklevel=4,
     )

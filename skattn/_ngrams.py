@@ -1,11 +1,11 @@
-"""The wide path: a linear model over TF-IDF word n-grams beside the encoder.
+"""The features of the wide path: TF-IDF word n-grams of whole documents.
 
 Beside the attention encoder, :class:`~skattn.AttentionClassifier` can score a
 document with a linear model over TF-IDF-weighted word n-grams of the whole
-document, trained in the same loop (the ``wide`` part of
-``_heads.SequenceClassifier``). This is the only module that knows about
-n-grams: their features (:func:`fit_ngram_vectorizer`, :class:`NgramFeatures`)
-and their linear layer with its learning-rate group (:class:`NgramPath`).
+document (``_ngram_path.NgramPath``, the ``wide`` part of
+``_heads.SequenceClassifier``). This module and ``_ngram_path.py`` are the
+only ones that know about n-grams; this one imports no PyTorch, so that the
+ONNX predictor (``skattn.onnx``) computes the same features without it.
 The vectorizer is scikit-learn's; only the word splitting is skattn's, so that
 scripts written without spaces (Chinese, Japanese) yield one "word" per
 character, as the subword tokenizer sees them, instead of one per sentence.
@@ -19,7 +19,6 @@ import numpy as np
 import scipy.sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
-from torch import nn
 
 # Largest number of n-gram features kept, the most frequent in the training
 # texts: bounds the linear path to MAX_NGRAM_FEATURES * n_classes weights.
@@ -139,6 +138,24 @@ def transform_ngrams(vectorizer, documents):
     return normalize(counts, copy=False)
 
 
+def ngram_vocabulary(vectorizer):
+    """The n-grams of a fitted vectorizer in column order, and their inverse document frequencies."""
+    terms = [None] * len(vectorizer.vocabulary_)
+    for term, column in vectorizer.vocabulary_.items():
+        terms[column] = term
+    return terms, np.asarray(vectorizer.idf_, dtype=np.float64)
+
+
+def restore_ngram_vectorizer(terms, idf, *, ngram_range, lowercase):
+    """The vectorizer :func:`ngram_vocabulary` describes, ready for :func:`transform_ngrams`."""
+    if len(terms) != len(idf) or len(set(terms)) != len(terms):
+        raise ValueError("the n-gram vocabulary and its idf do not match.")
+    vectorizer = TfidfVectorizer(analyzer=WordNgrams(ngram_range, lowercase), sublinear_tf=True, dtype=np.float32)
+    vectorizer.vocabulary_ = {term: column for column, term in enumerate(terms)}
+    vectorizer.idf_ = np.asarray(idf, dtype=np.float64)
+    return vectorizer
+
+
 class NgramFeatures:
     """TF-IDF rows of documents, in the form the training loop and :class:`NgramPath` read.
 
@@ -167,38 +184,3 @@ class NgramFeatures:
         for array in (self.matrix.indptr, self.matrix.indices, self.matrix.data):
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
-
-
-# The n-gram path is a linear model on L2-normalised TF-IDF rows: its weights
-# must grow to several units, far beyond where the encoder's learning rate
-# takes them in a few epochs.
-LEARNING_RATE_SCALE = 50
-
-
-class NgramPath(nn.Module):
-    """One weight per n-gram and output: logits are the TF-IDF-weighted sums of a document's n-grams.
-
-    Parameters
-    ----------
-    n_features : int
-    n_outputs : int
-    """
-
-    def __init__(self, n_features, n_outputs):
-        super().__init__()
-        self.bag = nn.EmbeddingBag(n_features, n_outputs, mode="sum")
-        nn.init.zeros_(self.bag.weight)
-
-    def forward(self, features):
-        """Logits ``(n_documents, n_outputs)`` from :meth:`NgramFeatures.tensors`."""
-        indices, offsets, weights = features
-        return self.bag(indices, offsets, per_sample_weights=weights.to(self.bag.weight.dtype))
-
-    def parameter_groups(self, learning_rate):
-        """One AdamW group: ``LEARNING_RATE_SCALE`` times the learning rate, no weight decay."""
-        return [{"params": list(self.parameters()), "weight_decay": 0.0, "lr": learning_rate * LEARNING_RATE_SCALE}]
-
-
-def rename_legacy_weights(state_dict):
-    """A classifier's state dict from before the wide path was a module of its own, renamed."""
-    return {("wide.bag.weight" if name == "ngrams.weight" else name): tensor for name, tensor in state_dict.items()}

@@ -3,6 +3,7 @@
 Nothing here knows about the model; everything returns plain Python or NumPy.
 """
 
+import functools
 import json
 import numbers
 import re
@@ -301,8 +302,10 @@ class EncodedTexts:
         """Every window as a document of its own (for masked language modelling)."""
         return EncodedTexts(self.windows, np.arange(len(self.windows) + 1), self.max_width)
 
-    def batch(self, rows):
+    def batch(self, rows, pad_multiple=None):
         """Padded windows of the documents ``rows`` and the document of each window.
+
+        ``pad_multiple`` is passed on to :func:`pad`.
 
         Returns
         -------
@@ -313,7 +316,7 @@ class EncodedTexts:
         starts, stops = self.offsets[rows], self.offsets[np.asarray(rows) + 1]
         windows = [self.windows[j] for start, stop in zip(starts, stops) for j in range(start, stop)]
         owner = np.repeat(np.arange(len(rows)), stops - starts)
-        return pad(windows, self.max_width), owner
+        return pad(windows, self.max_width, pad_multiple), owner
 
 
 def encode(tokenizer, documents, *, max_length, chunk=False):
@@ -468,13 +471,23 @@ def split_by_tokens(sorted_rows, sorted_lengths, batch_size, token_budget):
         used += length
     batches.append(sorted_rows[start:])
     return batches
-try:
-    from ._fast import PAD_MULTIPLE
-except ImportError:  # without the fast paths, batches are as wide as their longest window
-    PAD_MULTIPLE = 1
 
 
-def pad(sequences, max_width=None):
+@functools.lru_cache(maxsize=None)
+def default_pad_multiple():
+    """``_fast.PAD_MULTIPLE``, or 1 without the fast paths (batches as wide as their longest window).
+
+    Looked up on first use: ``_fast`` imports PyTorch, which the ONNX
+    predictor does without (it passes ``multiple`` itself).
+    """
+    try:
+        from ._fast import PAD_MULTIPLE
+    except ImportError:
+        return 1
+    return PAD_MULTIPLE
+
+
+def pad(sequences, max_width=None, multiple=None):
     """Right-pad integer sequences into a matrix.
 
     Parameters
@@ -482,8 +495,10 @@ def pad(sequences, max_width=None):
     sequences : list of numpy.ndarray of int
     max_width : int, default=None
         Widest allowed matrix (the number of learned positions); the width is
-        the longest sequence rounded up to a multiple of ``PAD_MULTIPLE``,
-        but not beyond ``max_width``.
+        the longest sequence rounded up to a multiple of ``multiple``, but
+        not beyond ``max_width``.
+    multiple : int, default=None
+        None for :func:`default_pad_multiple`.
 
     Returns
     -------
@@ -491,7 +506,8 @@ def pad(sequences, max_width=None):
         Token ids, ``PAD_ID`` after each sequence's end.
     """
     longest = max(len(s) for s in sequences)
-    width = -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
+    multiple = default_pad_multiple() if multiple is None else multiple
+    width = -(-longest // multiple) * multiple
     if max_width is not None:
         width = max(longest, min(width, max_width))
     ids = np.full((len(sequences), width), PAD_ID, dtype=np.int64)

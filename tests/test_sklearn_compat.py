@@ -256,16 +256,21 @@ def test_cross_val_score_and_cross_validate():
     assert np.all(np.isfinite(results["test_neg_log_loss"]))
 
 
-class _ThreadProbe(AttentionClassifier):
-    """Records torch's intra-op thread count while training."""
+class ThreadProbe:
+    """A callback recording torch's intra-op thread count at each training step."""
 
-    def _train(self, *args, **kwargs):
-        self.train_threads_ = torch.get_num_threads()
-        return super()._train(*args, **kwargs)
+    def __init__(self):
+        self.threads = set()
+
+    def __call__(self, event):
+        self.threads.add(torch.get_num_threads())
 
 
 def _fit_and_count_threads():
-    return _ThreadProbe(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS).train_threads_
+    probe = ThreadProbe()
+    AttentionClassifier(**TINY, callbacks=[probe]).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    (threads,) = probe.threads
+    return threads
 
 
 def test_parallel_workers_do_not_oversubscribe():

@@ -12,9 +12,9 @@ from skattn._text import (
     CLS_ID,
     EncodedTexts,
     PAD_ID,
-    PAD_MULTIPLE,
     SEP_ID,
     SPECIAL_TOKENS,
+    default_pad_multiple,
     encode,
     length_batches,
     pad,
@@ -149,10 +149,12 @@ def test_pad():
     assert ids.dtype == np.int64
     # Widths are rounded up to a multiple of PAD_MULTIPLE (16 with the fast
     # paths, 1 without), within max_width.
+    PAD_MULTIPLE = default_pad_multiple()
     rounded = -(-17 // PAD_MULTIPLE) * PAD_MULTIPLE
     assert pad([np.arange(17)], max_width=100).shape == (1, rounded)
     assert pad([np.arange(17)], max_width=17 + PAD_MULTIPLE // 2).shape == (1, min(rounded, 17 + PAD_MULTIPLE // 2))
     assert pad([np.arange(3)]).shape == (1, -(-3 // PAD_MULTIPLE) * PAD_MULTIPLE)
+    assert pad([np.arange(3)], multiple=1).shape == (1, 3) and pad([np.arange(3)], multiple=8).shape == (1, 8)
 
 
 def test_tokenizer_json_round_trip():

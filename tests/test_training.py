@@ -15,9 +15,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError
 
-import skattn._base
-import skattn._classifier
 from skattn import AttentionClassifier, AttentionEncoder
 from skattn.datasets import load_r8
 from skattn._loop import CHECKPOINT_FILE
@@ -260,6 +259,62 @@ def test_multilabel_indicator_targets():
         AttentionClassifier(**TINY, class_weight="balanced").fit(TOPIC_TEXTS, y)
 
 
+# -- logit adjustment --------------------------------------------------------------------
+
+
+def test_logit_adjusted_loss_is_cross_entropy_on_shifted_logits():
+    from skattn._heads import classification_loss
+
+    offset = np.log(np.array([0.7, 0.2, 0.1]))
+    logits = torch.tensor([[1.0, 0.5, -1.0], [0.0, 2.0, 0.3]])
+    targets = torch.tensor([2, 1])
+
+    class Module:
+        def path_logits(self, **inputs):
+            return [logits]
+
+    class Batch:
+        weights = None
+
+        def __init__(self):
+            self.targets = targets
+
+        def inputs(self):
+            return {}
+
+    loss = classification_loss(logit_offset=offset)(Module(), Batch(), None)
+    expected = torch.nn.functional.cross_entropy(logits + torch.tensor(offset, dtype=torch.float32), targets)
+    assert torch.allclose(loss, expected)
+
+
+def test_logit_adjustment_favours_the_rare_class():
+    # Class 2 has 2 training documents against 12 and 12.
+    rare = [i for i, label in enumerate(TOPIC_LABELS) if label == 2][:2]
+    keep = [i for i, label in enumerate(TOPIC_LABELS) if label != 2] + rare
+    texts, labels = [TOPIC_TEXTS[i] for i in keep] * 2, [TOPIC_LABELS[i] for i in keep] * 2
+    probe = ["rain and storms", "sunny skies", "a light breeze tomorrow"]
+
+    def rare_probability(tau):
+        clf = _fit_on(texts, labels, max_epochs=4, logit_adjustment=tau)
+        return clf.predict_proba(probe)[:, 2].mean()
+
+    assert rare_probability(1.0) > rare_probability(0.0)
+
+
+def _fit_on(texts, labels, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return AttentionClassifier(**{**QUIET, **params}).fit(texts, labels)
+
+
+def test_logit_adjustment_is_refused_for_multilabel_y_before_training():
+    y = np.array([[label == 0, label != 2] for label in TOPIC_LABELS], dtype=int)
+    with pytest.raises(ValueError, match="logit_adjustment is not supported with multilabel y"):
+        AttentionClassifier(**dict(TINY, logit_adjustment=1.0, callbacks=[_raise(AssertionError)])).fit(TOPIC_TEXTS, y)
+    with pytest.raises(InvalidParameterError, match="'logit_adjustment' parameter"):
+        AttentionClassifier(**dict(TINY, logit_adjustment=-1.0)).fit(TOPIC_TEXTS, TOPIC_LABELS)
+
+
 # -- long documents -----------------------------------------------------------------------
 
 
@@ -319,30 +374,130 @@ def test_progress_bar_on_a_terminal(monkeypatch):
     assert "AttentionClassifier 2/2" in output and "tokens_per_s" in output and "loss=" in output
 
 
+# -- callbacks -------------------------------------------------------------------------------
+
+
+class Recorder:
+    """A callback keeping every event it receives."""
+
+    def __init__(self):
+        self.events = []
+
+    def __call__(self, event):
+        self.events.append(event)
+
+
+def test_callbacks_see_every_step_and_epoch_and_change_nothing():
+    recorder = Recorder()
+    clf = _fit(max_epochs=3, callbacks=[recorder])
+    steps = [event for event in recorder.events if event.kind == "step"]
+    epochs = [event for event in recorder.events if event.kind == "epoch"]
+    # 18 documents in batches of 8: 3 steps per epoch, each followed by its epoch's event.
+    assert [(e.kind, e.epoch, e.step) for e in recorder.events] == [
+        (kind, epoch, step)
+        for epoch in (1, 2, 3)
+        for kind, step in [("step", 1), ("step", 2), ("step", 3), ("epoch", 3)]
+    ]
+    assert [e.loss for e in epochs] == pytest.approx(clf.loss_curve_)
+    assert sum(e.tokens for e in steps) == sum(e.tokens for e in epochs) == clf.n_tokens_seen_
+    assert all(e.validation_score is None for e in epochs)
+    for event in steps:
+        windows = sum(n for n, _ in event.batch_shapes)
+        assert windows in (8, 2)  # one window per document, the last batch holds 2
+        assert all(width >= 1 for _, width in event.batch_shapes)
+        assert np.isfinite(event.loss) and event.seconds >= 0
+    assert all(e.module is steps[0].module for e in recorder.events)
+    # Watching does not change what is learned.
+    np.testing.assert_array_equal(clf.predict_proba(TOPIC_TEXTS), _fit(max_epochs=3).predict_proba(TOPIC_TEXTS))
+
+
+def test_callbacks_receive_validation_scores_with_early_stopping():
+    recorder = Recorder()
+    clf = _fit(max_epochs=3, early_stopping=True, validation_fraction=1 / 3, callbacks=[recorder])
+    scores = [event.validation_score for event in recorder.events if event.kind == "epoch"]
+    assert scores == clf.validation_scores_
+
+
+def test_callbacks_run_during_pretraining_with_the_encoders_own_list():
+    # The classifier pretrains a clone of the encoder. clone deep-copies a callable
+    # object with its state, but not a function: these closures keep their lists.
+    pretraining, fine_tuning = [], []
+    encoder = AttentionEncoder(**dict(TINY, max_epochs=1, callbacks=[lambda e: pretraining.append(e.kind)]))
+    clf = AttentionClassifier(
+        **dict(QUIET, max_epochs=1, encoder=encoder, callbacks=[lambda e: fine_tuning.append(e.kind)])
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert pretraining == fine_tuning == ["step", "step", "step", "epoch"]
+
+
+def test_keyboard_interrupt_from_an_epoch_callback_stops_after_that_epoch():
+    def stop_after_second_epoch(event):
+        if event.kind == "epoch" and event.epoch == 2:
+            raise KeyboardInterrupt
+
+    clf = AttentionClassifier(**dict(QUIET, max_epochs=10, callbacks=[stop_after_second_epoch]))
+    with pytest.warns(RuntimeWarning, match="interrupted by the user \\(KeyboardInterrupt\\) at the end of epoch 2"):
+        clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
+    assert np.all(np.isfinite(clf.predict_proba(TOPIC_TEXTS)))
+
+
+def _raise(error):
+    def action(event):
+        raise error
+
+    return action
+
+
+def test_a_failing_callback_fails_fit_and_keeps_the_previous_model():
+    clf = _fit(max_epochs=2)
+    before, model = clf.predict_proba(TOPIC_TEXTS), clf.model_
+    clf.set_params(callbacks=[AtStep(2, _raise(RuntimeError("tracker unreachable")))])
+    with pytest.raises(RuntimeError, match="tracker unreachable"):
+        clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert clf.model_ is model
+    np.testing.assert_array_equal(clf.predict_proba(TOPIC_TEXTS), before)
+
+
+@pytest.mark.parametrize("Estimator", [AttentionClassifier, AttentionEncoder])
+def test_callbacks_that_are_not_callable_are_refused_before_training(Estimator):
+    estimator = Estimator(**dict(TINY, callbacks=[print, "log"]))
+    with pytest.raises(InvalidParameterError, match=rf"The 'callbacks' parameter of {Estimator.__name__} must be None or a list of callables; callbacks\[1\] is 'log', which is not callable."):
+        estimator.fit(TOPIC_TEXTS, TOPIC_LABELS if Estimator is AttentionClassifier else None)
+    assert not hasattr(estimator, "model_")
+    with pytest.raises(InvalidParameterError, match="'callbacks' parameter"):
+        Estimator(**dict(TINY, callbacks=print)).fit(TOPIC_TEXTS, TOPIC_LABELS)
+
+
 # -- interrupts and non-finite losses ----------------------------------------------------
 
 
-def _wrap_loss(monkeypatch, after_calls, action):
-    """Make the classification loss run ``action(loss)`` on its ``after_calls``-th call."""
-    original = skattn._classifier.classification_loss
-    calls = {"n": 0}
+class AtStep:
+    """A callback running ``action(event)`` at the ``step``-th optimizer step of the fit."""
 
-    def patched(*args, **kwargs):
-        loss_fn = original(*args, **kwargs)
+    def __init__(self, step, action):
+        self.step, self.action, self.seen = step, action, 0
 
-        def wrapped(module, batch, rng):
-            calls["n"] += 1
-            loss = loss_fn(module, batch, rng)
-            return action(loss) if calls["n"] == after_calls else loss
-
-        return wrapped
-
-    monkeypatch.setattr(skattn._classifier, "classification_loss", patched)
+    def __call__(self, event):
+        if event.kind == "step":
+            self.seen += 1
+            if self.seen == self.step:
+                self.action(event)
 
 
-def _ctrl_c(loss):
+def _ctrl_c(event):
     os.kill(os.getpid(), signal.SIGINT)
-    return loss
+
+
+def _corrupt_weights(value):
+    def corrupt(event):
+        with torch.no_grad():
+            for parameter in event.module.parameters():
+                parameter.fill_(value)
+
+    return corrupt
 
 
 @pytest.fixture
@@ -353,10 +508,9 @@ def sigint_raises():
     signal.signal(signal.SIGINT, previous)
 
 
-def test_ctrl_c_stops_after_the_batch_and_keeps_a_usable_model(monkeypatch, sigint_raises):
+def test_ctrl_c_stops_after_the_batch_and_keeps_a_usable_model(sigint_raises):
     # TOPIC_TEXTS is 18 documents, batch_size 8: 3 batches per epoch.
-    _wrap_loss(monkeypatch, after_calls=5, action=_ctrl_c)
-    clf = AttentionClassifier(**dict(QUIET, max_epochs=10))
+    clf = AttentionClassifier(**dict(QUIET, max_epochs=10, callbacks=[AtStep(5, _ctrl_c)]))
     with pytest.warns(RuntimeWarning, match="interrupted by the user"):
         clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
     assert clf.n_iter_ == 1  # one full epoch; the second was cut short
@@ -365,28 +519,27 @@ def test_ctrl_c_stops_after_the_batch_and_keeps_a_usable_model(monkeypatch, sigi
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_fit_never_replaces_the_sigint_handler(monkeypatch):
+def test_fit_never_replaces_the_sigint_handler():
     seen = []
-    _wrap_loss(monkeypatch, after_calls=2, action=lambda loss: seen.append(signal.getsignal(signal.SIGINT)) or loss)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup
     try:
-        _fit(max_epochs=1)
+        _fit(max_epochs=1, callbacks=[AtStep(2, lambda event: seen.append(signal.getsignal(signal.SIGINT)))])
         assert seen == [signal.SIG_IGN]
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
-def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_model(monkeypatch):
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_model():
     clf = _fit(max_epochs=2, warm_start=True)
     before = clf.predict_proba(TOPIC_TEXTS)
-    _wrap_loss(monkeypatch, after_calls=4, action=lambda loss: loss * float("nan"))
-    with pytest.raises(FloatingPointError, match=r"became nan at epoch 2, batch 1"):
+    # Weights turned NaN by the 4th step (epoch 2, batch 1) make the next loss NaN.
+    clf.set_params(callbacks=[AtStep(4, _corrupt_weights(float("nan")))])
+    with pytest.raises(FloatingPointError, match=r"became nan at epoch 2, batch 2"):
         clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
     np.testing.assert_array_equal(clf.predict_proba(TOPIC_TEXTS), before)
     assert clf.n_iter_ == 2
-    _wrap_loss(monkeypatch, after_calls=2, action=lambda loss: loss * float("inf"))
-    unfitted = AttentionClassifier(**TINY)
+    unfitted = AttentionClassifier(**TINY, callbacks=[AtStep(1, _corrupt_weights(float("inf")))])
     with pytest.raises(FloatingPointError, match="epoch 1, batch 2"):
         unfitted.fit(TOPIC_TEXTS, TOPIC_LABELS)
     assert not hasattr(unfitted, "model_")
@@ -395,14 +548,13 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_model(
 # -- checkpoints ---------------------------------------------------------------------------
 
 
-def test_resume_from_checkpoint_matches_an_uninterrupted_fit(monkeypatch, tmp_path, sigint_raises):
+def test_resume_from_checkpoint_matches_an_uninterrupted_fit(tmp_path, sigint_raises):
     params = dict(QUIET, max_epochs=4, checkpoint_dir=str(tmp_path))
     uninterrupted = _fit(**dict(QUIET, max_epochs=4)).predict_proba(TOPIC_TEXTS)
 
-    with monkeypatch.context() as patch:
-        _wrap_loss(patch, after_calls=8, action=_ctrl_c)  # during epoch 3
-        with pytest.warns(RuntimeWarning, match="interrupted"):
-            AttentionClassifier(**params).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    interrupted = AttentionClassifier(**params, callbacks=[AtStep(8, _ctrl_c)])  # during epoch 3
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        interrupted.fit(TOPIC_TEXTS, TOPIC_LABELS)
     assert (tmp_path / CHECKPOINT_FILE).exists()
 
     resumed = _fit(**params, resume=True)

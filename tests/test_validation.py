@@ -9,7 +9,6 @@ from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-import skattn._base
 from skattn import AttentionClassifier, AttentionEncoder
 
 from .conftest import LABELS, TEXTS, TINY, TOPIC_LABELS, TOPIC_TEXTS
@@ -18,48 +17,36 @@ ESTIMATORS = [AttentionClassifier, AttentionEncoder]
 
 
 class TrainingStarted(Exception):
-    """Raised instead of training: carries the token ids that would be trained on."""
+    """Raised by a callback at the first training step."""
 
 
-@pytest.fixture
-def no_training(monkeypatch):
-    """Make any attempt to train a tokenizer or a model raise TrainingStarted.
-
-    Errors from validation must come before either, so a test expecting
-    ValueError or TypeError errors out if validation happens too late.
-    """
-    def train(self, module, data, *args, **kwargs):
-        raise TrainingStarted(data.encoded.windows)
-
-    monkeypatch.setattr(skattn._base._AttentionBase, "_train", train)
+def refuse_training(event):
+    raise TrainingStarted(event.kind)
 
 
-@pytest.fixture
-def no_tokenizer_training(monkeypatch, no_training):
-    def refuse(*args, **kwargs):
-        raise TrainingStarted("tokenizer")
-
-    monkeypatch.setattr(skattn._base, "train_tokenizer", refuse)
+# Errors from validation must come before training: a test expecting ValueError
+# or TypeError fails with TrainingStarted if validation happens too late.
+GUARDED = dict(TINY, callbacks=[refuse_training])
 
 
 def fit(Estimator, X, y=None, **params):
-    est = Estimator(**{**TINY, **params})
+    est = Estimator(**{**GUARDED, **params})
     if Estimator is AttentionClassifier:
         return est.fit(X, TOPIC_LABELS[: len(X)] if y is None else y)
     return est.fit(X, y)
 
 
-def training_ids(Estimator, X):
-    """Token ids handed to the training loop when fitting on X (no training done)."""
-    with pytest.raises(TrainingStarted) as caught:
-        fit(Estimator, X, y=TOPIC_LABELS if Estimator is AttentionClassifier else None)
-    return [list(ids) for ids in caught.value.args[0]]
+def training_run(Estimator, X):
+    """What fitting on X trains: the vocabulary and the loss of each step."""
+    losses = []
+    est = Estimator(**dict(TINY, callbacks=[lambda event: losses.append(event.loss)]))
+    est.fit(X, TOPIC_LABELS if Estimator is AttentionClassifier else None)
+    return est.vocabulary_, losses
 
 
 # -- X of the wrong kind -----------------------------------------------------------
 
 
-@pytest.mark.usefixtures("no_tokenizer_training")
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 @pytest.mark.parametrize(
     "X, error, match",
@@ -82,21 +69,20 @@ def training_ids(Estimator, X):
 def test_bad_X_raises_before_training(Estimator, X, error, match):
     y = None if Estimator is AttentionEncoder else [0, 1] * 2
     with pytest.raises(error, match=match):
-        Estimator(**TINY).fit(X, y)
+        Estimator(**GUARDED).fit(X, y)
 
 
-@pytest.mark.usefixtures("no_tokenizer_training")
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_pandas_missing_values_and_wide_frames_rejected(Estimator):
     pd = pytest.importorskip("pandas")
     y = None if Estimator is AttentionEncoder else [0, 1, 0]
     with pytest.raises(TypeError, match="element 1 is NaN"):
-        Estimator(**TINY).fit(pd.Series(["a film", np.nan, "a plot"]), y)
+        Estimator(**GUARDED).fit(pd.Series(["a film", np.nan, "a plot"]), y)
     with pytest.raises(TypeError, match="element 2 is None"):
-        Estimator(**TINY).fit(pd.Series(["a film", "a plot", None], dtype=object), y)
+        Estimator(**GUARDED).fit(pd.Series(["a film", "a plot", None], dtype=object), y)
     wide = pd.DataFrame({"title": ["a", "b", "c"], "body": ["d", "e", "f"]})
     with pytest.raises(ValueError, match="single column.*2 columns"):
-        Estimator(**TINY).fit(wide, y)
+        Estimator(**GUARDED).fit(wide, y)
 
 
 def test_bad_X_at_prediction(fitted_classifier, fitted_encoder):
@@ -117,11 +103,10 @@ def test_bad_X_at_prediction(fitted_classifier, fitted_encoder):
 # -- accepted containers ---------------------------------------------------------
 
 
-@pytest.mark.usefixtures("no_training")
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_containers_accepted_and_equivalent_to_a_list(Estimator):
     pd = pytest.importorskip("pandas")
-    reference = training_ids(Estimator, TOPIC_TEXTS)
+    reference = training_run(Estimator, TOPIC_TEXTS)
     containers = {
         "tuple": tuple(TOPIC_TEXTS),
         "object array": np.array(TOPIC_TEXTS, dtype=object),
@@ -132,7 +117,7 @@ def test_containers_accepted_and_equivalent_to_a_list(Estimator):
         "generator": (text for text in TOPIC_TEXTS),
     }
     for name, X in containers.items():
-        assert training_ids(Estimator, X) == reference, name
+        assert training_run(Estimator, X) == reference, name
 
 
 def test_containers_accepted_at_prediction(fitted_classifier, fitted_encoder):
@@ -165,24 +150,22 @@ def test_empty_strings_are_valid_documents():
 # -- y ---------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("no_tokenizer_training")
 def test_y_errors():
     with pytest.raises(ValueError, match="requires y.*None"):
-        AttentionClassifier(**TINY).fit(TOPIC_TEXTS, None)
+        AttentionClassifier(**GUARDED).fit(TOPIC_TEXTS, None)
     for Estimator in ESTIMATORS:
         with pytest.raises(ValueError, match="inconsistent lengths.*18 documents.*17 labels"):
-            Estimator(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS[:-1])
+            Estimator(**GUARDED).fit(TOPIC_TEXTS, TOPIC_LABELS[:-1])
         with pytest.raises(ValueError, match="at least 2 classes"):
-            Estimator(**TINY).fit(TOPIC_TEXTS, ["pos"] * len(TOPIC_TEXTS))
+            Estimator(**GUARDED).fit(TOPIC_TEXTS, ["pos"] * len(TOPIC_TEXTS))
         with pytest.raises(ValueError, match="continuous"):
-            Estimator(**TINY).fit(TOPIC_TEXTS, np.linspace(0, 1, len(TOPIC_TEXTS)))
+            Estimator(**GUARDED).fit(TOPIC_TEXTS, np.linspace(0, 1, len(TOPIC_TEXTS)))
     with pytest.raises(ValueError, match="no labeled samples"):
-        AttentionClassifier(**TINY).fit(TOPIC_TEXTS, [-1] * len(TOPIC_TEXTS))
+        AttentionClassifier(**GUARDED).fit(TOPIC_TEXTS, [-1] * len(TOPIC_TEXTS))
     with pytest.raises(ValueError, match="at least 2 classes"):
-        AttentionClassifier(**TINY).fit(TOPIC_TEXTS, [0] * 9 + [-1] * 9)
+        AttentionClassifier(**GUARDED).fit(TOPIC_TEXTS, [0] * 9 + [-1] * 9)
 
 
-@pytest.mark.usefixtures("no_tokenizer_training")
 @pytest.mark.parametrize(
     "Estimator, y, shown",
     [
@@ -196,7 +179,7 @@ def test_one_class_error_names_the_label_as_given(Estimator, y, shown):
     # The label should read as the user wrote it, not as a NumPy scalar repr
     # such as np.str_('pos') or np.int64(0).
     with pytest.raises(ValueError, match="at least 2 classes") as caught:
-        Estimator(**TINY).fit(TOPIC_TEXTS, y)
+        Estimator(**GUARDED).fit(TOPIC_TEXTS, y)
     assert f"only {shown}" in str(caught.value)
     assert "np." not in str(caught.value)
 
@@ -204,7 +187,6 @@ def test_one_class_error_names_the_label_as_given(Estimator, y, shown):
 # -- parameters ------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("no_tokenizer_training")
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 @pytest.mark.parametrize(
     "params, match",
@@ -229,32 +211,29 @@ def test_invalid_parameters(Estimator, params, match):
         fit(Estimator, TOPIC_TEXTS, **params)
 
 
-@pytest.mark.usefixtures("no_tokenizer_training")
 def test_estimator_specific_invalid_parameters():
     with pytest.raises(InvalidParameterError, match="'mlm_probability' parameter"):
-        AttentionEncoder(**TINY, mlm_probability=0.0).fit(TOPIC_TEXTS)
+        AttentionEncoder(**GUARDED, mlm_probability=0.0).fit(TOPIC_TEXTS)
     with pytest.raises(InvalidParameterError, match="'class_weight' parameter"):
-        AttentionClassifier(**TINY, class_weight="uniform").fit(TOPIC_TEXTS, TOPIC_LABELS)
+        AttentionClassifier(**GUARDED, class_weight="uniform").fit(TOPIC_TEXTS, TOPIC_LABELS)
     with pytest.raises(InvalidParameterError, match="'encoder_logit_scale' parameter"):
-        AttentionClassifier(**TINY, encoder_logit_scale=-1.0).fit(TOPIC_TEXTS, TOPIC_LABELS)
+        AttentionClassifier(**GUARDED, encoder_logit_scale=-1.0).fit(TOPIC_TEXTS, TOPIC_LABELS)
     with pytest.raises(InvalidParameterError, match="'ngram_range' parameter"):
-        AttentionClassifier(**TINY, ngram_range=[1, 2]).fit(TOPIC_TEXTS, TOPIC_LABELS)
+        AttentionClassifier(**GUARDED, ngram_range=[1, 2]).fit(TOPIC_TEXTS, TOPIC_LABELS)
     with pytest.raises(InvalidParameterError, match="'encoder' parameter"):
-        AttentionClassifier(**TINY, encoder="foo").fit(TOPIC_TEXTS, TOPIC_LABELS)
+        AttentionClassifier(**GUARDED, encoder="foo").fit(TOPIC_TEXTS, TOPIC_LABELS)
     with pytest.raises(TypeError, match="AttentionEncoder, a FrozenEstimator of a fitted one, or None; got StandardScaler"):
-        AttentionClassifier(**TINY, encoder=StandardScaler()).fit(TOPIC_TEXTS, TOPIC_LABELS)
+        AttentionClassifier(**GUARDED, encoder=StandardScaler()).fit(TOPIC_TEXTS, TOPIC_LABELS)
     with pytest.raises(ValueError, match="not in class_weight"):
-        AttentionClassifier(**TINY, class_weight={"pos": 1.0, "other": 2.0}).fit(TEXTS, LABELS)
+        AttentionClassifier(**GUARDED, class_weight={"pos": 1.0, "other": 2.0}).fit(TEXTS, LABELS)
 
 
-@pytest.mark.usefixtures("no_tokenizer_training")
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_heads_must_divide_d_model(Estimator):
     with pytest.raises(ValueError, match="d_model=10.*n_heads=4"):
         fit(Estimator, TOPIC_TEXTS, d_model=10, n_heads=4)
 
 
-@pytest.mark.usefixtures("no_tokenizer_training")
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_unavailable_or_invalid_device(Estimator):
     if not torch.cuda.is_available():
@@ -302,7 +281,7 @@ def test_unfitted_score_raises_not_fitted():
 # -- a failed fit leaves a fitted estimator intact ---------------------------------
 
 
-def test_failed_fit_keeps_previous_model(monkeypatch):
+def test_failed_fit_keeps_previous_model():
     clf = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
     model, proba = clf.model_, clf.predict_proba(TOPIC_TEXTS)
     with pytest.raises(TypeError):
@@ -316,12 +295,11 @@ def test_failed_fit_keeps_previous_model(monkeypatch):
     clf.set_params(dropout=TINY.get("dropout", 0.1))
 
     # A failure during training itself (e.g. a diverging loss) is no different.
-    def diverge(self, *args, **kwargs):
+    def diverge(event):
         raise FloatingPointError("the training loss became nan")
 
-    monkeypatch.setattr(skattn._base._AttentionBase, "_train", diverge)
     with pytest.raises(FloatingPointError):
-        clf.fit(TOPIC_TEXTS[:6], ["x", "y", "z", "x", "y", "z"])
+        clf.set_params(callbacks=[diverge]).fit(TOPIC_TEXTS[:6], ["x", "y", "z", "x", "y", "z"])
     assert clf.model_ is model
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
     np.testing.assert_array_equal(clf.predict_proba(TOPIC_TEXTS), proba)

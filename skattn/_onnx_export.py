@@ -1,0 +1,180 @@
+"""Export of a fitted estimator's model to ONNX, with what the predictor needs beside it.
+
+The graph maps padded windows of token ids to the estimator's output, one row
+per document: class scores for a classifier (its encoder path, head and
+n-gram path, summed as in ``SequenceClassifier``), pooled vectors for an
+encoder. Tokenization and the TF-IDF features stay outside the graph; the
+tokenizer, the n-gram vocabulary and everything else ``skattn.onnx.load``
+needs are stored in the ONNX file's metadata, so that one file is the whole
+deployable model.
+"""
+
+import base64
+import contextlib
+import importlib
+import logging
+import warnings
+import json
+import numpy as np
+import torch
+from torch import nn
+
+from ._files import atomic_file
+from ._model import pool
+from ._ngrams import ngram_vocabulary
+from ._versions import library_versions
+
+# The ONNX operator set the graph is written for (ScatterElements with a
+# max reduction needs 18).
+OPSET = 18
+
+
+class ExportedGraph(nn.Module):
+    """A fitted model in operations that export to ONNX, on whole batches of documents.
+
+    Inputs, all int64 but ``ngram_weights``:
+
+    - ``ids`` ``(n_windows, width)``: padded token ids of every window;
+    - ``owner`` ``(n_windows,)``: the document of each window;
+    - ``documents`` ``(n_documents,)``: only its length is read;
+    - ``ngram_indices``, ``ngram_rows``, ``ngram_weights`` ``(n_entries,)``:
+      the non-zero TF-IDF entries (column, document, value), classifiers
+      with the n-gram path only.
+    """
+
+    def __init__(self, model, pooling):
+        super().__init__()
+        self.model = model
+        self.pooling = pooling
+
+    def forward(self, ids, owner, documents, ngram_indices=None, ngram_rows=None, ngram_weights=None):
+        encoder = self.model if not hasattr(self.model, "encoder") else self.model.encoder
+        hidden, keep = encoder(ids)
+        pooled = pool(hidden, keep, self.pooling)  # (n_windows, d_model)
+        embedding = _pool_windows(pooled, owner, documents.shape[0], self.pooling)  # (n_documents, d_model)
+        if not hasattr(self.model, "head"):
+            return embedding
+        logits = self.model.head(embedding)
+        if self.model.wide is None:
+            return logits
+        wide = self.model.wide.export_forward(ngram_indices, ngram_rows, ngram_weights, documents.shape[0])
+        return self.model.encoder_scale * logits + wide
+
+
+def _pool_windows(pooled, owner, n_documents, pooling):
+    """One vector per document from its windows' vectors: their maximum or their mean."""
+    index = owner.unsqueeze(1).expand(-1, pooled.shape[1])  # (n_windows, d_model)
+    if pooling == "max":
+        start = pooled.new_full((n_documents, pooled.shape[1]), float("-inf"))
+        return start.scatter_reduce(0, index, pooled, reduce="amax", include_self=True)
+    total = pooled.new_zeros(n_documents, pooled.shape[1]).index_add(0, owner, pooled)
+    count = pooled.new_zeros(n_documents).index_add(0, owner, torch.ones_like(owner, dtype=pooled.dtype))
+    return total / count.clamp(min=1).unsqueeze(1)
+
+
+def export(estimator, path):
+    """Write ``estimator``'s fitted model and its predictor metadata to the ONNX file ``path``.
+
+    Parameters
+    ----------
+    estimator : AttentionClassifier or AttentionEncoder
+        Fitted.
+    path : str or os.PathLike
+    """
+    for name in ("onnx", "onnxscript"):  # what torch's exporter needs
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise ImportError(f"to_onnx needs {name}: pip install 'skattn[onnx]'.") from error
+
+    model = _cpu_float32_copy(estimator.model_)
+    is_classifier = hasattr(estimator, "classes_")
+    vectorizer = estimator.ngram_vectorizer_ if is_classifier else None
+    graph = ExportedGraph(model, estimator.config_.pooling).eval()
+    inputs, names = _example_inputs(with_ngrams=vectorizer is not None)
+    dynamic = {name: {0: torch.export.Dim(f"{name}_rows", min=1)} for name in names}
+    dynamic["ids"] = {0: torch.export.Dim("windows", min=1), 1: torch.export.Dim("width", min=1)}
+    dynamic["owner"] = {0: dynamic["ids"][0]}
+    dynamic["documents"] = {0: torch.export.Dim("documents", min=1)}
+    for name in ("ngram_rows", "ngram_weights"):
+        if name in dynamic:
+            dynamic[name] = {0: dynamic["ngram_indices"][0]}
+    with torch.no_grad(), _quiet_loggers("torch.onnx", "onnxscript", "onnx_ir"), warnings.catch_warnings():
+        # Axes tied to one another (windows of ids and owner) are named once: not news.
+        warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
+        program = torch.onnx.export(
+            graph,
+            inputs,
+            input_names=list(names),
+            output_names=["scores" if is_classifier else "embeddings"],
+            dynamic_shapes=tuple(dynamic[name] for name in names),
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+    program.optimize()
+    proto = program.model_proto
+    for key, value in _metadata(estimator, vectorizer).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    with atomic_file(path) as file:
+        file.write(proto.SerializeToString())
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names):
+    """Keep the exporter's notes (about torchvision, attribute types) off the user's stderr."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _cpu_float32_copy(module):
+    import copy
+
+    return copy.deepcopy(module).to(device="cpu", dtype=torch.float32).eval()
+
+
+def _example_inputs(with_ngrams):
+    """Inputs whose sizes all differ, so that the exporter keeps every axis dynamic."""
+    ids = torch.tensor([[2, 7, 8, 9, 3, 0, 0], [2, 9, 3, 0, 0, 0, 0], [2, 5, 6, 3, 0, 0, 0]])
+    inputs = [ids, torch.tensor([0, 0, 1]), torch.zeros(2, dtype=torch.int64)]
+    names = ["ids", "owner", "documents"]
+    if with_ngrams:
+        inputs += [torch.tensor([0, 1, 2, 1, 0]), torch.tensor([0, 0, 0, 1, 1]), torch.full((5,), 0.5)]
+        names += ["ngram_indices", "ngram_rows", "ngram_weights"]
+    return tuple(inputs), names
+
+
+def _metadata(estimator, vectorizer):
+    """What ``skattn.onnx.load`` reads besides the graph, as ONNX metadata strings."""
+    config = estimator.config_
+    metadata = {
+        "skattn.format_version": "1",
+        "skattn.class": type(estimator).__name__,
+        "skattn.versions": json.dumps(library_versions()),
+        "skattn.tokenizer": estimator.tokenizer_.to_str(),
+        "skattn.max_length": str(config.max_length),
+        "skattn.chunk": json.dumps(estimator.long_text == "chunk"),
+        "skattn.batch_size": str(estimator.batch_size),
+        "skattn.output_size": str(config.d_model),
+    }
+    if hasattr(estimator, "classes_"):
+        classes = np.asarray(estimator.classes_)
+        metadata["skattn.classes"] = json.dumps({"values": classes.tolist(), "dtype": classes.dtype.str})
+        metadata["skattn.multilabel"] = json.dumps(bool(estimator._multilabel))
+        metadata["skattn.output_size"] = str(len(classes))
+    if vectorizer is not None:
+        terms, idf = ngram_vocabulary(vectorizer)
+        metadata["skattn.ngram_terms"] = json.dumps(terms)
+        metadata["skattn.ngram_idf"] = base64.b64encode(idf.astype("<f8").tobytes()).decode("ascii")
+        metadata["skattn.ngram_range"] = json.dumps(list(estimator.ngram_range))
+        metadata["skattn.lowercase"] = json.dumps(bool(estimator.lowercase))
+    return metadata

@@ -1,0 +1,336 @@
+"""The ``skattn`` command line, run in-process through ``main`` (and once as the installed script).
+
+``skattn demo`` trains a full-size model on R8 (minutes, even for one epoch),
+so only its ``--help`` is run here.
+"""
+
+import csv
+import gzip
+import io
+import json
+import subprocess
+import sys
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score
+
+import skattn
+from skattn import AttentionEncoder
+from skattn._tables import read_table
+from skattn.cli import main
+
+from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
+
+TEXTS = TOPIC_TEXTS * 2
+LABELS = [f"topic{label}" for label in TOPIC_LABELS * 2]
+TINY_PARAMS = [option for name, value in TINY.items() for option in ("--param", f"{name}={value}")]
+COMMANDS = ["train", "predict", "evaluate", "embed", "info", "demo", "serve"]
+
+
+def write_csv(path, rows, header=("label", "text")):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wt", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file)
+        if header:
+            writer.writerow(header)
+        writer.writerows(rows)
+    return str(path)
+
+
+def write_tsv(path, rows):
+    with gzip.open(path, "wt", encoding="utf-8") as file:
+        file.writelines(f"{label}\t{text}\n" for label, text in rows)
+    return str(path)
+
+
+def write_jsonl(path, rows):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wt", encoding="utf-8") as file:
+        file.writelines(json.dumps({"label": label, "text": text, "id": i}) + "\n" for i, (label, text) in enumerate(rows))
+    return str(path)
+
+
+def write_parquet(path, rows):
+    pandas = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pandas.DataFrame({"label": [r[0] for r in rows], "text": [r[1] for r in rows]}).to_parquet(path)
+    return str(path)
+
+
+def run(argv, capsys):
+    """``(exit status, stdout, stderr)`` of ``skattn argv``, usage errors included."""
+    try:
+        status = main(argv)
+    except SystemExit as exit:
+        status = exit.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    rows = list(zip(LABELS, TEXTS))
+    return {
+        "csv": write_csv(folder / "topics.csv", rows),
+        "tsv": write_tsv(folder / "topics.tsv.gz", rows),  # the shipped datasets' format
+        "jsonl": write_jsonl(folder / "topics.ndjson.gz", rows),
+    }
+
+
+@pytest.fixture(scope="module")
+def model(data, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("models") / "topics.skattn")
+    argv = ["train", data["tsv"], "--no-header", "--text-col", "1", "--label-col", "0", "-o", path, "--quiet"]
+    assert main(argv + TINY_PARAMS + ["--param", "ngram_range=[1,1]", "--param", "learning_rate=3e-3"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def encoder_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "encoder.skattn"
+    AttentionEncoder(**TINY).fit(TEXTS).save(path)
+    return str(path)
+
+
+# -- train, predict, evaluate, embed, info ----------------------------------------------
+
+
+def test_train_parses_param_values_as_json(model):
+    classifier = skattn.load(model)
+    assert classifier.ngram_range == (1, 1)
+    assert classifier.learning_rate == 3e-3 and classifier.d_model == 16 and classifier.tokenizer == "wordpiece"
+    assert classifier.classes_.tolist() == ["topic0", "topic1", "topic2"]
+
+
+def test_train_shows_progress_unless_quiet(data, tmp_path, capsys):
+    status, out, err = run(["train", data["jsonl"], "-o", str(tmp_path / "m.skattn"), *TINY_PARAMS], capsys)
+    assert status == 0 and (tmp_path / "m.skattn").is_file()
+    assert "epoch 1/2" in err and "trained on 36 texts" in err and out == ""
+
+
+def test_predict_gives_the_labels_of_the_loaded_model(model, data, capsys):
+    status, out, err = run(["predict", model, data["csv"]], capsys)
+    assert status == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [row["row"] for row in rows] == [str(i) for i in range(len(TEXTS))]
+    assert [row["label"] for row in rows] == skattn.load(model).predict(TEXTS).tolist()
+
+
+def test_predict_proba_writes_one_column_per_class(model, data, tmp_path, capsys):
+    out_path = tmp_path / "predictions.csv"
+    status, out, _ = run(["predict", model, data["csv"], "--proba", "-o", str(out_path)], capsys)
+    assert status == 0 and out == ""
+    with open(out_path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    classes = ["topic0", "topic1", "topic2"]
+    assert list(rows[0]) == ["row", "label"] + [f"proba_{c}" for c in classes]
+    proba = np.array([[float(row[f"proba_{c}"]) for c in classes] for row in rows])
+    np.testing.assert_allclose(proba, skattn.load(model).predict_proba(TEXTS), atol=1e-6)
+    assert [row["label"] for row in rows] == [classes[i] for i in proba.argmax(axis=1)]
+
+
+def test_predict_reads_a_field_larger_than_the_csv_default_limit(model, tmp_path, capsys):
+    path = write_csv(tmp_path / "long.csv", [("x", "the team won " * 20_000)])  # 260 kB in one field
+    status, out, err = run(["predict", model, path], capsys)
+    assert status == 0, err
+    assert len(out.splitlines()) == 2
+
+
+def test_evaluate_prints_sklearn_accuracy_and_a_labelled_confusion_matrix(model, data, capsys):
+    expected = accuracy_score(LABELS, skattn.load(model).predict(TEXTS))
+    status, out, _ = run(["evaluate", model, data["csv"]], capsys)
+    assert status == 0
+    assert f"accuracy  {expected:.4f}" in out
+    assert "macro-F1" in out and "precision" in out and "confusion matrix" in out
+    assert "true \\ predicted  topic0  topic1  topic2" in out
+
+    status, out, _ = run(["evaluate", model, data["jsonl"], "--json"], capsys)
+    result = json.loads(out)
+    assert status == 0 and result["accuracy"] == expected and result["n_samples"] == len(TEXTS)
+    assert result["confusion_matrix"]["labels"] == ["topic0", "topic1", "topic2"]
+    assert np.sum(result["confusion_matrix"]["matrix"]) == len(TEXTS)
+    assert set(result["report"]) >= {"topic0", "macro avg"}
+
+
+def test_embed_writes_one_vector_per_row(encoder_model, data, tmp_path, capsys):
+    out_path = tmp_path / "vectors.npy"
+    status, _, err = run(["embed", encoder_model, data["csv"], "-o", str(out_path)], capsys)
+    assert status == 0, err
+    vectors = np.load(out_path)
+    assert vectors.shape == (len(TEXTS), TINY["d_model"])
+    np.testing.assert_allclose(vectors, skattn.load(encoder_model).transform(TEXTS), atol=1e-6)
+
+
+def test_embed_refuses_a_classifier_and_predict_an_encoder(model, encoder_model, data, tmp_path, capsys):
+    status, _, err = run(["embed", model, data["csv"], "-o", str(tmp_path / "v.npy")], capsys)
+    assert status == 1 and "embed needs an AttentionEncoder model" in err
+    status, _, err = run(["predict", encoder_model, data["csv"]], capsys)
+    assert status == 1 and "predict needs an AttentionClassifier model" in err
+
+
+def test_info_shows_classes_parameters_and_versions(model, encoder_model, capsys):
+    with zipfile.ZipFile(model) as archive:
+        versions = json.loads(archive.read("manifest.json"))["versions"]
+    status, out, _ = run(["info", model], capsys)
+    assert status == 0
+    assert "AttentionClassifier" in out and "topic0, topic1, topic2 (3)" in out
+    assert f"torch {versions['torch']}" in out and "ngram_range" in out
+
+    status, out, _ = run(["info", model, "--json"], capsys)
+    info = json.loads(out)
+    assert info["classes"] == ["topic0", "topic1", "topic2"] and info["versions"] == versions
+    assert info["format_version"] == 1 and info["params"]["ngram_range"] == [1, 1]
+    assert info["n_weights"] == sum(p.numel() for p in skattn.load(model).model_.parameters())
+
+    status, out, _ = run(["info", encoder_model, "--json"], capsys)
+    assert status == 0 and json.loads(out)["classes"] is None
+
+
+# -- data files --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.csv.gz", "t.tsv.gz", "t.jsonl", "t.ndjson.gz", "t.parquet"])
+def test_every_format_reads_the_same_rows(tmp_path, name):
+    rows = [("b", 'a "quoted" text, with a comma'), ("a", "ünïcode ✓ 中文")]
+    path = tmp_path / name
+    if ".csv" in name:
+        write_csv(path, rows)
+    elif ".tsv" in name:
+        write_tsv(path, rows)
+    elif ".parquet" in name:
+        write_parquet(path, rows)
+    else:
+        write_jsonl(path, rows)
+    header = ".tsv" not in name
+    columns = ("text", "label") if header else (1, 0)
+    assert read_table(path, *columns, header=header) == ([r[1] for r in rows], [r[0] for r in rows])
+
+
+def test_parquet_without_the_extra_names_it(tmp_path, monkeypatch, capsys):
+    path = write_parquet(tmp_path / "t.parquet", [("a", "text")])
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    status, _, err = run(["train", path, "-o", str(tmp_path / "m.skattn"), "--quiet"], capsys)
+    assert status == 1 and "skattn[parquet]" in err
+
+
+# name: (content, what the message must name besides the file)
+BAD_FILES = {
+    "empty.csv": ("", ["no rows"]),
+    "header_only.csv": ("label,text\n", ["no rows"]),
+    "no_text_column.csv": ("label,body\na,b\n", ["'text'", "'label', 'body'"]),
+    "latin1.csv": ("label,text\na,fine\nb,caf\xe9 cr\xe8me\n".encode("latin-1"), ["line 3", "UTF-8"]),
+    "bad.jsonl": ('{"label": "a", "text": "x"}\n{"label": "b", "text": \n', ["line 2", "JSON"]),
+    "empty_text.csv": ("label,text\na,x\nb,\n", ["line 3", "empty"]),
+    "short_row.csv": ("label,text\na,x\nb\n", ["line 3", "'text'"]),
+    "null_text.jsonl": ('{"label": "a", "text": null}\n', ["line 1", "empty"]),
+    "unknown.txt": ("a,b\n", [".csv"]),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_a_bad_data_file_is_an_error_naming_file_and_line(name, tmp_path, capsys):
+    content, named = BAD_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    status, _, err = run(["train", str(path), "-o", str(tmp_path / "m.skattn"), *TINY_PARAMS], capsys)
+    assert status == 1
+    assert err.startswith(f"skattn: error: {path}") and "Traceback" not in err
+    for part in named:
+        assert part in err
+    assert not (tmp_path / "m.skattn").exists()
+
+
+def test_a_model_path_in_a_missing_folder_is_an_error_before_training(data, tmp_path, capsys):
+    status, _, err = run(["train", data["csv"], "-o", str(tmp_path / "no" / "m.skattn"), *TINY_PARAMS], capsys)
+    assert status == 1 and "cannot write the model file" in err and "epoch" not in err
+
+
+def test_a_missing_data_file_is_an_error(model, tmp_path, capsys):
+    status, _, err = run(["predict", model, str(tmp_path / "absent.csv")], capsys)
+    assert status == 1 and err.startswith("skattn: error: ") and "absent.csv: no such file" in err
+
+
+def test_a_bad_model_file_is_an_error(data, tmp_path, capsys):
+    damaged = tmp_path / "damaged.skattn"
+    damaged.write_text("not a zip")
+    cases = [(damaged, "not a readable skattn model file"), (tmp_path / "absent.skattn", "no such model file")]
+    for path, message in cases:
+        status, _, err = run(["predict", str(path), data["csv"]], capsys)
+        assert status == 1 and err.startswith("skattn: error: ") and message in err
+
+
+# -- usage -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        (["--param", "colour=red"], "colour"),
+        (["--param", "d_model=wide"], "d_model"),
+        (["--param", "d_model=30", "--param", "n_heads=4"], "n_heads"),
+        (["--param", "ngram_range=[2,1]"], "ngram_range"),
+        (["--param", "encoder=null"], "encoder"),
+        (["--param", "d_model"], "NAME=VALUE"),
+        (["--no-header"], "0-based"),
+    ],
+)
+def test_bad_options_are_usage_errors(options, named, data, tmp_path, capsys):
+    status, _, err = run(["train", data["csv"], "-o", str(tmp_path / "m.skattn"), *options], capsys)
+    assert status == 2 and named in err and "Traceback" not in err
+
+
+def test_missing_arguments_are_usage_errors(capsys):
+    assert run([], capsys)[0] == 2
+    assert run(["train", "data.csv"], capsys)[0] == 2  # no -o
+    assert run(["fly"], capsys)[0] == 2
+    assert run(["serve", "m.skattn", "--port", "http"], capsys)[0] == 2
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help(command, capsys):
+    status, out, _ = run(([command] if command else []) + ["--help"], capsys)
+    assert status == 0 and out.startswith("usage: skattn")
+    if command is None:
+        for name in COMMANDS:
+            assert f"    {name} " in out
+
+
+# -- serve, without serving -------------------------------------------------------------
+
+
+def test_serve_passes_its_options_to_serve_run(model, monkeypatch, capsys):
+    calls = []
+    fake = types.ModuleType("skattn.serve")
+    fake.run = lambda path, **options: calls.append((path, options))
+    monkeypatch.setitem(sys.modules, "skattn.serve", fake)
+    status, _, _ = run(["serve", model, "--port", "9001", "--max-texts", "5"], capsys)
+    assert status == 0
+    assert calls == [(model, dict(host="127.0.0.1", port=9001, max_texts=5, max_text_chars=100_000))]
+
+
+def test_serve_without_the_extra_says_how_to_install_it(model, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "skattn.serve", None)  # makes the import fail
+    status, _, err = run(["serve", model], capsys)
+    assert status == 1
+    assert "skattn serve needs the serve extra: pip install 'skattn[serve]'" in err
+
+
+# -- the installed command ----------------------------------------------------------------
+
+
+def test_the_installed_command_runs(model):
+    script = Path(sys.executable).with_name("skattn")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "skattn"]
+    result = subprocess.run([*command, "info", model, "--json"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["class"] == "AttentionClassifier"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "skattn", "info", "absent.skattn"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1 and result.stderr.startswith("skattn: error:")

@@ -1,0 +1,230 @@
+"""Model files written by ``save`` and read by ``skattn.load``: data only, complete or refused."""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+import zipfile
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.frozen import FrozenEstimator
+
+import skattn
+from skattn import AttentionClassifier, AttentionEncoder, InconsistentVersionWarning, ModelFileError
+
+from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
+
+STRING_LABELS = [["markets", "sport", "weather"][label] for label in TOPIC_LABELS]
+
+
+def _reload(estimator, tmp_path, name="model.skattn"):
+    path = tmp_path / name
+    assert estimator.save(path) is estimator
+    return skattn.load(path)
+
+
+def test_classifier_round_trip_gives_identical_probabilities(fitted_classifier, tmp_path):
+    restored = _reload(fitted_classifier, tmp_path)
+    np.testing.assert_array_equal(restored.predict_proba(TOPIC_TEXTS), fitted_classifier.predict_proba(TOPIC_TEXTS))
+    np.testing.assert_array_equal(restored.classes_, fitted_classifier.classes_)
+    assert restored.classes_.dtype == fitted_classifier.classes_.dtype
+    assert restored.get_params() == fitted_classifier.get_params()
+    assert restored.loss_curve_ == fitted_classifier.loss_curve_ and restored.n_iter_ == fitted_classifier.n_iter_
+
+
+def test_string_labels_class_weight_and_ngram_range_come_back_as_they_were(tmp_path):
+    clf = AttentionClassifier(**TINY, class_weight={"sport": 2.0, "markets": 1.0, "weather": 1.0}, ngram_range=(1, 3))
+    clf.fit(TOPIC_TEXTS, STRING_LABELS)
+    restored = _reload(clf, tmp_path)
+    assert restored.class_weight == clf.class_weight and restored.ngram_range == (1, 3)
+    assert restored.classes_.tolist() == ["markets", "sport", "weather"] and restored.classes_.dtype == clf.classes_.dtype
+    np.testing.assert_array_equal(restored.predict(TOPIC_TEXTS), clf.predict(TOPIC_TEXTS))
+
+
+def test_encoder_and_unfitted_estimators_round_trip(fitted_encoder, tmp_path):
+    restored = _reload(fitted_encoder, tmp_path)
+    np.testing.assert_array_equal(restored.transform(TOPIC_TEXTS), fitted_encoder.transform(TOPIC_TEXTS))
+    unfitted = _reload(AttentionClassifier(ngram_range=None, max_epochs=3), tmp_path, "unfitted.skattn")
+    assert unfitted.get_params() == AttentionClassifier(ngram_range=None, max_epochs=3).get_params()
+    assert not hasattr(unfitted, "model_")
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_pretrain_then_fine_tune_round_trip_keeps_the_encoder(tmp_path, frozen):
+    encoder = AttentionEncoder(**TINY).fit(TOPIC_TEXTS)
+    clf = AttentionClassifier(**TINY, encoder=FrozenEstimator(encoder) if frozen else encoder)
+    clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    restored = _reload(clf, tmp_path)
+    np.testing.assert_array_equal(restored.predict_proba(TOPIC_TEXTS), clf.predict_proba(TOPIC_TEXTS))
+    inner = restored.encoder.estimator if frozen else restored.encoder
+    assert isinstance(restored.encoder, FrozenEstimator) == frozen
+    np.testing.assert_array_equal(inner.transform(TOPIC_TEXTS), encoder.transform(TOPIC_TEXTS))
+
+
+def test_run_controls_are_saved_as_their_defaults(tmp_path):
+    clf = AttentionClassifier(**TINY, callbacks=[print], checkpoint_dir=str(tmp_path / "ckpt"))
+    clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    restored = _reload(clf, tmp_path)
+    assert restored.callbacks is None and restored.checkpoint_dir is None and restored.resume is False
+
+
+def test_a_parameter_a_file_cannot_hold_is_refused_naming_it(tmp_path):
+    clf = AttentionClassifier(**dict(TINY, random_state=np.random.RandomState(0)))
+    with pytest.raises(TypeError, match=r"AttentionClassifier.save: the parameter random_state=RandomState"):
+        clf.save(tmp_path / "model.skattn")
+    assert os.listdir(tmp_path) == []  # no partial or temporary file left
+
+
+def test_the_file_is_data_only(fitted_classifier, tmp_path):
+    path = tmp_path / "model.skattn"
+    fitted_classifier.save(path)
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        manifest = json.loads(archive.read("manifest.json"))
+    assert names == {"manifest.json", "tokenizer.json", "weights.safetensors", "ngrams.json", "ngrams.safetensors"}
+    assert manifest["format"] == "skattn-model" and manifest["format_version"] == 1
+    assert manifest["class"] == "AttentionClassifier"
+    assert set(manifest["versions"]) == {"skattn", "torch", "scikit-learn", "tokenizers"}
+    assert set(manifest["parts"]) == names - {"manifest.json"}
+
+
+def _rewrite(path, name, change):
+    """Copy the archive at ``path`` with the part ``name`` passed through ``change``."""
+    with zipfile.ZipFile(path) as archive:
+        parts = {info.filename: archive.read(info.filename) for info in archive.infolist()}
+    parts[name] = change(parts[name])
+    with zipfile.ZipFile(path, "w") as archive:
+        for part, data in parts.items():
+            archive.writestr(part, data)
+
+
+def _flip_last_byte(data):
+    return data[:-1] + bytes([data[-1] ^ 1])
+
+
+def _newer_format(data):
+    manifest = json.loads(data)
+    manifest["format_version"] = 99
+    return json.dumps(manifest).encode()
+
+
+def _unknown_class(data):
+    manifest = json.loads(data)
+    manifest["class"] = "os.system"
+    return json.dumps(manifest).encode()
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda p: _rewrite(p, "weights.safetensors", _flip_last_byte), "'weights.safetensors' does not match its checksum"),
+        (lambda p: _rewrite(p, "tokenizer.json", lambda d: d.replace(b"[UNK]", b"[XXX]")), "'tokenizer.json' does not match its checksum"),
+        (lambda p: _rewrite(p, "manifest.json", _newer_format), "format version 99; this skattn reads versions up to 1"),
+        (lambda p: _rewrite(p, "manifest.json", _unknown_class), "unknown estimator class 'os.system'"),
+        (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a readable skattn model file"),
+        (lambda p: p.write_bytes(b""), "not a readable skattn model file"),
+    ],
+    ids=["weights", "tokenizer", "newer format", "unknown class", "truncated", "empty"],
+)
+def test_damaged_or_foreign_files_raise_model_file_error(fitted_classifier, tmp_path, damage, match):
+    path = tmp_path / "model.skattn"
+    fitted_classifier.save(path)
+    damage(path)
+    with pytest.raises(ModelFileError, match=match):
+        skattn.load(path)
+
+
+def test_a_pickle_is_not_a_model_file(fitted_classifier, tmp_path):
+    path = tmp_path / "model.joblib"
+    joblib.dump(fitted_classifier, path)
+    with pytest.raises(ModelFileError, match="not a readable skattn model file"):
+        skattn.load(path)
+    with pytest.raises(FileNotFoundError):
+        skattn.load(tmp_path / "missing.skattn")
+
+
+def test_save_replaces_a_file_atomically(fitted_classifier, fitted_encoder, tmp_path):
+    path = tmp_path / "model.skattn"
+    fitted_encoder.save(path)
+    fitted_classifier.save(path)
+    assert isinstance(skattn.load(path), AttentionClassifier)
+    assert os.listdir(tmp_path) == ["model.skattn"]
+
+
+def test_a_model_saved_on_cuda_loads_without_cuda(tmp_path):
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    clf = AttentionClassifier(**TINY, device=device).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    path = tmp_path / "model.skattn"
+    clf.save(path)
+    # Loading in a process that sees no GPU, even where this one does.
+    code = (
+        "import sys, skattn; clf = skattn.load(sys.argv[1]); "
+        "print(next(clf.model_.parameters()).device.type, clf.predict(sys.argv[2:]).tolist())"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code, str(path), *TOPIC_TEXTS[:3]],
+        capture_output=True, text=True, check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    ).stdout.split(maxsplit=1)
+    assert output[0] == "cpu"
+    assert output[1].strip() == str(clf.predict(TOPIC_TEXTS[:3]).tolist())
+
+
+def test_saved_device_parameter_is_kept_for_machines_that_have_it(tmp_path):
+    clf = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    path = tmp_path / "model.skattn"
+    clf.set_params(device="cuda").save(path)
+    if not torch.cuda.is_available():
+        restored = skattn.load(path)
+        assert restored.device == "cuda"
+        assert next(restored.model_.parameters()).device.type == "cpu"
+
+
+# -- versions -----------------------------------------------------------------------------
+
+
+def _with_versions(path, versions):
+    def change(data):
+        manifest = json.loads(data)
+        manifest["versions"].update(versions)
+        return json.dumps(manifest).encode()
+
+    _rewrite(path, "manifest.json", change)
+
+
+def test_loading_under_other_versions_warns_once_naming_both(fitted_classifier, tmp_path):
+    path = tmp_path / "model.skattn"
+    fitted_classifier.save(path)
+    _with_versions(path, {"torch": "2.4.0", "skattn": "0.0.1"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        skattn.load(path)
+    messages = [str(w.message) for w in caught if issubclass(w.category, InconsistentVersionWarning)]
+    assert len(messages) == 1
+    assert f"skattn 0.0.1 (now {skattn.__version__})" in messages[0]
+    assert "torch 2.4.0 (now " in messages[0]
+
+
+def test_joblib_records_versions_and_warns_when_they_differ(fitted_classifier):
+    state = fitted_classifier.__getstate__()
+    assert set(state["_saved_with"]) == {"skattn", "torch", "scikit-learn", "tokenizers"}
+    state["_saved_with"] = dict(state["_saved_with"], **{"scikit-learn": "0.0.1"})
+    restored = AttentionClassifier.__new__(AttentionClassifier)
+    with pytest.warns(InconsistentVersionWarning, match=r"scikit-learn 0.0.1 \(now "):
+        restored.__setstate__(state)
+    assert "_saved_with" not in vars(restored)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InconsistentVersionWarning)
+        joblib.load(_dumped(fitted_classifier))  # same versions: silent
+
+
+def _dumped(estimator):
+    import io
+
+    buffer = io.BytesIO()
+    joblib.dump(estimator, buffer)
+    buffer.seek(0)
+    return buffer

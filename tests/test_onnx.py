@@ -1,0 +1,135 @@
+"""ONNX export, and the torch-free predictor matching the estimator."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from skattn import AttentionClassifier, AttentionEncoder
+from skattn.datasets import load_r8
+
+from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+import skattn.onnx  # noqa: E402  (after the skips: it needs onnxruntime to load a model)
+
+SMALL = dict(vocab_size=2000, d_model=32, n_heads=2, n_layers=1, d_ff=64, max_epochs=2, random_state=0, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def r8():
+    X_train, y_train, X_test, y_test = load_r8()
+    return X_train[:800], y_train[:800], X_test[:400]
+
+
+@pytest.fixture(scope="module")
+def r8_model(r8, tmp_path_factory):
+    X_train, y_train, _ = r8
+    clf = AttentionClassifier(**SMALL).fit(X_train, y_train)
+    path = tmp_path_factory.mktemp("onnx") / "r8.onnx"
+    assert clf.to_onnx(path) is clf
+    return clf, path
+
+
+def test_predictor_matches_the_classifier_on_r8_test_documents(r8, r8_model):
+    _, _, X_test = r8
+    clf, path = r8_model
+    predictor = skattn.onnx.load(path)
+    np.testing.assert_allclose(predictor.predict_proba(X_test), clf.predict_proba(X_test), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(predictor.decision_function(X_test), clf.decision_function(X_test), atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(predictor.predict(X_test), clf.predict(X_test))
+    np.testing.assert_array_equal(predictor.classes_, clf.classes_)
+    assert predictor.classes_.dtype == clf.classes_.dtype
+    # One document, and one far longer than max_length: the axes are dynamic.
+    single = [X_test[0]]
+    np.testing.assert_allclose(predictor.predict_proba(single), clf.predict_proba(single), atol=1e-4, rtol=0)
+    long_document = [" ".join(X_test[:30])]
+    np.testing.assert_allclose(predictor.predict_proba(long_document), clf.predict_proba(long_document), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_chunked_documents_and_encoders_export_too(tmp_path, pooling):
+    long_texts = [" ".join([text] * 12) for text in TOPIC_TEXTS]  # several windows each at max_length=32
+    params = dict(TINY, precision="fp32", long_text="chunk", pooling=pooling)
+    clf = AttentionClassifier(**params).fit(long_texts, TOPIC_LABELS)
+    clf.to_onnx(tmp_path / "clf.onnx")
+    predictor = skattn.onnx.load(tmp_path / "clf.onnx")
+    np.testing.assert_allclose(predictor.predict_proba(long_texts), clf.predict_proba(long_texts), atol=1e-4, rtol=0)
+
+    encoder = AttentionEncoder(**params).fit(long_texts)
+    encoder.to_onnx(tmp_path / "encoder.onnx")
+    embedded = skattn.onnx.load(tmp_path / "encoder.onnx").transform(long_texts)
+    np.testing.assert_allclose(embedded, encoder.transform(long_texts), atol=1e-4, rtol=0)
+
+
+def test_multilabel_classifier_exports_with_its_threshold(tmp_path):
+    y = np.array([[label == 0, label != 2] for label in TOPIC_LABELS], dtype=int)
+    clf = AttentionClassifier(**dict(TINY, precision="fp32", max_epochs=6)).fit(TOPIC_TEXTS, y)
+    clf.to_onnx(tmp_path / "multilabel.onnx")
+    predictor = skattn.onnx.load(tmp_path / "multilabel.onnx")
+    np.testing.assert_allclose(predictor.predict_proba(TOPIC_TEXTS), clf.predict_proba(TOPIC_TEXTS), atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(predictor.predict(TOPIC_TEXTS), clf.predict(TOPIC_TEXTS))
+
+
+_WITHOUT_TORCH = textwrap.dedent(
+    """
+    import json, sys
+
+    class NoTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is not installed here")
+
+    sys.meta_path.insert(0, NoTorch())
+    import skattn.onnx
+
+    predictor = skattn.onnx.load(sys.argv[1])
+    texts = json.loads(sys.stdin.read())
+    print(json.dumps({
+        "proba": predictor.predict_proba(texts).tolist(),
+        "labels": predictor.predict(texts).tolist(),
+        "loaded": sorted(name for name in sys.modules if name.startswith(("torch", "skattn"))),
+    }))
+    """
+)
+
+
+def test_predictor_runs_where_torch_cannot_be_imported(r8, r8_model):
+    _, _, X_test = r8
+    clf, path = r8_model
+    texts = list(X_test[:50])
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TORCH, str(path)],
+        input=json.dumps(texts), capture_output=True, text=True, check=True,
+    )
+    output = json.loads(result.stdout)
+    assert not any(name.startswith("torch") for name in output["loaded"])
+    assert not {"skattn._classifier", "skattn._encoder", "skattn._loop", "skattn._model"} & set(output["loaded"])
+    np.testing.assert_allclose(output["proba"], clf.predict_proba(texts), atol=1e-4, rtol=0)
+    assert output["labels"] == clf.predict(texts).tolist()
+
+
+def test_a_foreign_onnx_file_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])], "identity",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    path = tmp_path / "identity.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)]), path)
+    with pytest.raises(ValueError, match="is not an ONNX model exported by skattn"):
+        skattn.onnx.load(path)
+
+
+def test_unfitted_estimator_cannot_export(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        AttentionClassifier().to_onnx(tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
