@@ -318,15 +318,34 @@ def _classifier_params(pairs):
 # -- predict, evaluate, embed ---------------------------------------------------------
 
 
+# Texts per call in predict, evaluate and embed: a progress bar advances per chunk.
+_CHUNK = 2048
+
+
+def _in_chunks(method, texts, what):
+    """``method(texts)``, called on chunks of texts with a progress bar on a terminal's stderr."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    chunks = range(0, len(texts), _CHUNK)
+    show = sys.stderr.isatty() and len(chunks) > 1
+    with tqdm(total=len(texts), desc=what, unit="text", disable=not show, file=sys.stderr) as bar:
+        parts = []
+        for start in chunks:
+            parts.append(method(texts[start : start + _CHUNK]))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts)
+
+
 def _predict(args):
     classifier = _load_classifier(args.model, "predict")
     texts = _read(args, labels=False)
     classes = classifier.classes_
     if args.proba:
-        proba = classifier.predict_proba(texts)
+        proba = _in_chunks(classifier.predict_proba, texts, "predict")
         predictions = classes[proba.argmax(axis=1)]
     else:
-        predictions = classifier.predict(texts)
+        predictions = _in_chunks(classifier.predict, texts, "predict")
     with _output(args.output) as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(["row", "label"] + ([f"proba_{label}" for label in classes] if args.proba else []))
@@ -342,7 +361,7 @@ def _evaluate(args):
     texts, labels = _read(args, labels=True)
     # Compared as text: a CSV file gives "1" where the model may hold the class 1.
     y_true = [str(label) for label in labels]
-    y_pred = [str(label) for label in classifier.predict(texts).tolist()]
+    y_pred = [str(label) for label in _in_chunks(classifier.predict, texts, "evaluate").tolist()]
     known = [str(label) for label in classifier.classes_.tolist()]
     present = set(y_true) | set(y_pred)
     order = [label for label in known if label in present] + sorted(present - set(known))
@@ -387,7 +406,7 @@ def _embed(args):
         raise CommandError(f"skattn embed needs an AttentionEncoder model; {args.model} holds an {type(encoder).__name__}.")
     if not hasattr(encoder, "model_"):
         raise CommandError(f"{args.model} holds an unfitted AttentionEncoder.")
-    vectors = encoder.transform(_read(args, labels=False))
+    vectors = _in_chunks(encoder.transform, _read(args, labels=False), "embed")
     with _output(args.output, "wb") as file:
         np.save(file, vectors)
     return 0

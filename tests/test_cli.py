@@ -121,6 +121,22 @@ def test_predict_gives_the_labels_of_the_loaded_model(model, data, capsys):
     assert [row["label"] for row in rows] == skattn.load(model).predict(TEXTS).tolist()
 
 
+def test_long_work_shows_a_progress_bar_on_a_terminal(model, tmp_path, monkeypatch, capsys):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    many = (TEXTS * 120)[:4100]  # more than two chunks of texts
+    path = write_csv(tmp_path / "many.csv", [("", text) for text in many])
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    status, out, _ = run(["predict", model, path], capsys)
+    assert status == 0
+    assert "predict" in terminal.getvalue() and "4100/4100" in terminal.getvalue()
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [row["label"] for row in rows] == skattn.load(model).predict(many).tolist()
+
+
 def test_predict_proba_writes_one_column_per_class(model, data, tmp_path, capsys):
     out_path = tmp_path / "predictions.csv"
     status, out, _ = run(["predict", model, data["csv"], "--proba", "-o", str(out_path)], capsys)
