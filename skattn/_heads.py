@@ -107,22 +107,21 @@ def classification_loss(class_weight=None, multilabel=False, logit_offset=None):
     ``tau * log(class prior)`` it is the logit-adjusted loss of Menon et al.
     (2021), which trains the model's own logits for the class-balanced error.
     """
+    constants = {"class_weight": class_weight, "logit_offset": logit_offset}
     cache = {}
 
-    def constant(values, device):
-        if device not in cache:
-            cache[device] = {}
-        key = id(values)
-        if key not in cache[device]:
-            cache[device][key] = torch.as_tensor(values, dtype=torch.float32, device=device)
-        return cache[device][key]
+    def constant(name, device):
+        """``constants[name]`` as a float32 tensor on ``device``, made once."""
+        if (name, device) not in cache:
+            cache[name, device] = torch.as_tensor(constants[name], dtype=torch.float32, device=device)
+        return cache[name, device]
 
     def loss_fn(module, batch, rng):
         return sum(path_loss(logits.float(), batch) for logits in module.path_logits(**batch.inputs()))
 
     def path_loss(logits, batch):  # logits: (batch, n_outputs)
         if logit_offset is not None:
-            logits = logits + constant(logit_offset, logits.device)
+            logits = logits + constant("logit_offset", logits.device)
         if multilabel:
             per_sample = F.binary_cross_entropy_with_logits(logits, batch.targets, reduction="none").mean(dim=1)
             return weighted_mean(per_sample, batch.weights)
@@ -130,7 +129,7 @@ def classification_loss(class_weight=None, multilabel=False, logit_offset=None):
         if class_weight is None:
             return weighted_mean(per_sample, batch.weights)
         # Same normalisation as cross_entropy(weight=...): a weighted mean.
-        sample_weight = constant(class_weight, logits.device)[batch.targets]
+        sample_weight = constant("class_weight", logits.device)[batch.targets]
         if batch.weights is not None:
             sample_weight = sample_weight * batch.weights
         return (per_sample * sample_weight).sum() / sample_weight.sum().clamp(min=1e-12)

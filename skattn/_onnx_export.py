@@ -11,6 +11,7 @@ deployable model.
 
 import base64
 import contextlib
+import copy
 import importlib
 import logging
 import warnings
@@ -92,13 +93,16 @@ def export(estimator, path):
     vectorizer = estimator.ngram_vectorizer_ if is_classifier else None
     graph = ExportedGraph(model, estimator.config_.pooling).eval()
     inputs, names = _example_inputs(with_ngrams=vectorizer is not None)
-    dynamic = {name: {0: torch.export.Dim(f"{name}_rows", min=1)} for name in names}
-    dynamic["ids"] = {0: torch.export.Dim("windows", min=1), 1: torch.export.Dim("width", min=1)}
-    dynamic["owner"] = {0: dynamic["ids"][0]}
-    dynamic["documents"] = {0: torch.export.Dim("documents", min=1)}
-    for name in ("ngram_rows", "ngram_weights"):
-        if name in dynamic:
-            dynamic[name] = {0: dynamic["ngram_indices"][0]}
+    windows, width = torch.export.Dim("windows", min=1), torch.export.Dim("width", min=1)
+    entries = torch.export.Dim("ngram_entries", min=1)
+    dynamic = {
+        "ids": {0: windows, 1: width},
+        "owner": {0: windows},
+        "documents": {0: torch.export.Dim("documents", min=1)},
+        "ngram_indices": {0: entries},
+        "ngram_rows": {0: entries},
+        "ngram_weights": {0: entries},
+    }
     with torch.no_grad(), _quiet_loggers("torch.onnx", "onnxscript", "onnx_ir"), warnings.catch_warnings():
         # Axes tied to one another (windows of ids and owner) are named once: not news.
         warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
@@ -137,8 +141,6 @@ def _quiet_loggers(*names):
 
 
 def _cpu_float32_copy(module):
-    import copy
-
     return copy.deepcopy(module).to(device="cpu", dtype=torch.float32).eval()
 
 

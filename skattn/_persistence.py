@@ -149,6 +149,28 @@ def _to_json(value, name, owner):
     )
 
 
+def parameters_as_json(value):
+    """Parameters (or any value) as plain JSON for display, as ``skattn info`` and ``/info`` show them.
+
+    Unlike the model file's encoding, this is one way: tuples become lists,
+    an estimator its class and parameters, and what JSON cannot hold (a
+    device, a callable, infinity) its string.
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if np.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)):
+        return [parameters_as_json(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): parameters_as_json(item) for key, item in value.items()}
+    if hasattr(value, "get_params"):
+        return {"class": type(value).__name__, "params": parameters_as_json(value.get_params(deep=False))}
+    return str(value)
+
+
 def _array_to_json(array):
     array = np.asarray(array)
     if array.dtype.kind not in "biuUO":
@@ -230,7 +252,7 @@ def _read_estimator(archive, prefix, entry, path):
     params = {name: _from_json(value) for name, value in entry["params"].items() if name != "encoder"}
     if "encoder" in entry["params"]:
         params["encoder"] = _read_encoder_param(archive, prefix, entry["params"]["encoder"], path)
-    unknown = set(params) - set(Estimator().get_params(deep=False))
+    unknown = set(params) - set(Estimator._get_param_names())
     if unknown:
         raise ModelFileError(f"{path!r}: parameters {sorted(unknown)} are not parameters of {entry['class']}.")
     estimator = Estimator(**params)

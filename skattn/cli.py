@@ -14,7 +14,6 @@ import time
 import warnings
 import zipfile
 from contextlib import contextmanager
-from numbers import Integral, Real
 
 from . import __version__
 from ._tables import TableError, read_table
@@ -238,23 +237,6 @@ def _output(path, mode="w"):
         yield file
 
 
-def _plain(value):
-    """``value`` as plain JSON data: tuples as lists, estimators as their class and parameters."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, Integral):
-        return int(value)
-    if isinstance(value, Real):
-        return float(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if hasattr(value, "get_params"):
-        return {"class": type(value).__name__, "params": _plain(value.get_params(deep=False))}
-    return str(value)
-
-
 # -- train ----------------------------------------------------------------------------
 
 
@@ -416,6 +398,8 @@ def _embed(args):
 
 
 def _info(args):
+    from ._persistence import parameters_as_json
+
     estimator = _load(args.model)
     with zipfile.ZipFile(args.model) as archive:
         manifest = json.loads(archive.read("manifest.json"))
@@ -430,7 +414,7 @@ def _info(args):
         "file_size": os.path.getsize(args.model),
         "format_version": manifest.get("format_version"),
         "versions": manifest.get("versions", {}),
-        "params": _plain(estimator.get_params(deep=False)),
+        "params": parameters_as_json(estimator.get_params(deep=False)),
     }
     if args.json:
         print(json.dumps(description, indent=2))

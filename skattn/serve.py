@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._classifier import AttentionClassifier
 from ._encoder import AttentionEncoder
+from ._persistence import parameters_as_json
 from ._text import check_documents
 from ._versions import library_versions
 
@@ -192,7 +193,7 @@ def _info(estimator, limits):
     if isinstance(estimator, AttentionClassifier):
         info["classes"] = _plain(estimator.classes_)
         info["multilabel"] = bool(estimator._multilabel)
-    info["parameters"] = {name: _jsonable(value) for name, value in estimator.get_params(deep=False).items()}
+    info["parameters"] = parameters_as_json(estimator.get_params(deep=False))
     info["versions"] = library_versions()
     info["limits"] = dict(limits)
     return info
@@ -207,21 +208,6 @@ def _plain(values):
     if isinstance(values, np.generic):
         return values.item()
     return values
-
-
-def _jsonable(value):
-    """A parameter value as JSON; what JSON cannot hold (an estimator, a device, infinity) as a string."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if np.isfinite(value) else str(value)
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    return str(value)
 
 
 async def _invalid_request(request, error):
