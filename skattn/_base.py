@@ -20,6 +20,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from tokenizers import Tokenizer
 
 from ._callbacks import check_callbacks
+from . import _distributed
 from ._devices import resolve_device, resolve_precision
 from ._loop import Checkpoint, Stopping, TrainingData, adamw, checkpoint_key, infer, linear_schedule, train
 from ._model import ACTIVATIONS, POOLINGS, EncoderConfig, TextEncoder
@@ -116,17 +117,30 @@ class _AttentionBase(BaseEstimator):
         Returns a NumPy generator (batch order, masking, validation split) and
         an int seed for torch (weight initialisation, dropout).
         """
-        rng = check_random_state(self.random_state)
-        numpy_seed, torch_seed = rng.randint(np.iinfo(np.int32).max, size=2)
-        return np.random.default_rng(int(numpy_seed)), int(torch_seed)
+        def draw():
+            rng = check_random_state(self.random_state)
+            return [int(seed) for seed in rng.randint(np.iinfo(np.int32).max, size=2)]
+
+        # Every rank of a process group trains with rank 0's seeds.
+        numpy_seed, torch_seed = _distributed.from_main(draw)
+        return np.random.default_rng(numpy_seed), torch_seed
+
+    def _fit_device(self):
+        """The device of this fit: the ``device`` parameter, each rank's own GPU in a process group."""
+        device = resolve_device(self.device)
+        replicas = _distributed.current()
+        return device if replicas is None else replicas.local_device(device)
+
+    def _check_same_inputs(self, *arrays):
+        """In a process group, raise on every rank unless all ranks passed the same training data."""
+        replicas = _distributed.current()
+        if replicas is not None:
+            replicas.check_same_inputs(*arrays, estimator=type(self).__name__)
 
     def _new_encoder(self, documents):
         """Train a tokenizer on ``documents`` and build an untrained encoder."""
-        tokenizer = train_tokenizer(
-            documents,
-            kind=self.tokenizer,
-            vocab_size=self.vocab_size,
-            lowercase=self.lowercase,
+        tokenizer = _distributed.from_main(
+            lambda: train_tokenizer(documents, kind=self.tokenizer, vocab_size=self.vocab_size, lowercase=self.lowercase)
         )
         config = EncoderConfig(
             vocab_size=tokenizer.get_vocab_size(),
@@ -198,6 +212,7 @@ class _AttentionBase(BaseEstimator):
         optimizer_state : dict
         """
         max_epochs = self.max_epochs if max_epochs is None else max_epochs
+        replicas = _distributed.current()
         if _fast is not None:
             _fast.speed_up_training(module)
         optimizer = adamw(module.parameter_groups(self.learning_rate, self.weight_decay), self.learning_rate, device)
@@ -232,9 +247,10 @@ class _AttentionBase(BaseEstimator):
             score_fn=score_fn,
             checkpoint=checkpoint,
             resume=self.resume,
-            progress=Progress(self.verbose, description, max_epochs),
+            progress=Progress(self.verbose if _distributed.is_main_process() else 0, description, max_epochs),
             callbacks=self.callbacks or (),
             advice=f"Try a lower learning_rate (now {self.learning_rate}) or precision='fp32'.",
+            replicas=replicas,
         )
         return history, optimizer.state_dict()
 

@@ -11,8 +11,9 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
+from . import _distributed
 from ._base import _AttentionBase
-from ._devices import resolve_device, seeded_torch
+from ._devices import seeded_torch
 from ._docs import SHARED_PARAMETERS, TRAINING_ATTRIBUTES
 from ._encoder import AttentionEncoder
 from ._heads import SequenceClassifier, classification_loss
@@ -309,8 +310,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         """Train from ``fit`` or ``partial_fit``; set fitted attributes only at the end."""
         class_weight = self._class_weights(targets)
         logit_offset = self._logit_offset(targets)
+        self._check_same_inputs(documents, targets.encoded, targets.classes, weights)
         rng, torch_seed = self._seeds()
-        device = resolve_device(self.device)
+        device = self._fit_device()
         description = "AttentionClassifier"
         pretrained = None if warm else self._pretrained_encoder(documents, torch_seed)
         with seeded_torch(torch_seed, device):
@@ -510,7 +512,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         """The fitted n-gram vectorizer and the features of ``documents``; Nones without."""
         if self.ngram_range is None:
             return None, None
-        vectorizer, matrix = fit_ngram_vectorizer(documents, ngram_range=self.ngram_range, lowercase=self.lowercase)
+        vectorizer, matrix = _distributed.from_main(
+            lambda: fit_ngram_vectorizer(documents, ngram_range=self.ngram_range, lowercase=self.lowercase)
+        )
         return vectorizer, NgramFeatures(matrix)
 
     def _build_module(self):

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _AttentionBase
-from ._devices import resolve_device, resolve_precision, seeded_torch
+from ._devices import resolve_precision, seeded_torch
 from ._docs import SHARED_PARAMETERS, TRAINING_ATTRIBUTES
 from ._heads import MaskedLanguageModel, SequenceClassifier, classification_loss, masked_language_model_loss
 from ._loop import TrainingData, autocast_context, warn_if_not_converged
@@ -164,8 +164,9 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
             )
             classes, targets = labels.classes, labels.encoded
         weights = self._check_sample_weight(sample_weight, documents)
+        self._check_same_inputs(documents, None if y is None else targets, None if y is None else classes, weights)
         rng, torch_seed = self._seeds()
-        device = resolve_device(self.device)
+        device = self._fit_device()
         warm = self._warm()
         with seeded_torch(torch_seed, device):
             if warm:

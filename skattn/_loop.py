@@ -23,6 +23,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from ._callbacks import TrainingEvent
+from ._distributed import LossModule, is_main_process, no_sync
 from ._text import length_batches, split_by_tokens
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -154,6 +155,7 @@ def train(
     progress=None,
     callbacks=(),
     advice="",
+    replicas=None,
 ):
     """Train ``module`` in place.
 
@@ -195,6 +197,14 @@ def train(
         stops the run as Ctrl-C does.
     advice : str, default=""
         Appended to the error raised on a non-finite loss or gradient.
+    replicas : skattn._distributed.Replicas, default=None
+        The ranks of a process group to train with, data-parallel: each
+        global batch is split across them, gradients are averaged by
+        DistributedDataParallel, and the loss, the finite checks and the
+        validation score are agreed so that all ranks decide alike. Only
+        rank 0 writes checkpoints. A ``KeyboardInterrupt`` then fails the
+        run instead of stopping it cleanly, since the other ranks cannot be
+        told in time.
 
     Returns
     -------
@@ -205,12 +215,15 @@ def train(
     history = History(validation_scores=[] if validation is not None else None)
     best_weights = None
     start_epoch = 0
-    resumed = checkpoint.load() if checkpoint is not None and resume else None
+    resumed = None
+    if checkpoint is not None and resume:
+        resumed = checkpoint.load() if replicas is None else replicas.from_main(checkpoint.load)
     if resumed is not None:
         start_epoch, history, best_weights = _restore(resumed, module, optimizer, scheduler, rng, device)
     autocast = autocast_context(device, autocast_dtype)
     progress = progress if progress is not None else _Silent()
     check = partial(_check_finite, description=description, advice=advice)
+    step = _Step(module, loss_fn, replicas)
 
     module.train()
     for epoch in range(start_epoch, max_epochs):
@@ -229,8 +242,8 @@ def train(
         try:
             for batch_number, rows in enumerate(batches):
                 optimizer.zero_grad(set_to_none=True)
-                loss, shapes = _accumulate_gradients(
-                    module, data, rows, lengths, token_budget, loss_fn, rng, device, autocast,
+                loss, shapes = step.accumulate_gradients(
+                    data, rows, lengths, token_budget, rng, device, autocast,
                     partial(check, epoch=epoch, batch_number=batch_number),
                 )
                 norm = torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
@@ -255,9 +268,14 @@ def train(
             epoch_loss = total_loss / max(total_weight, 1e-12)
             if validation is not None:
                 score = float(score_fn(module, validation))
+                if replicas is not None:
+                    score = replicas.from_main_value(score)
                 module.train()
         except KeyboardInterrupt:
             bar.close()
+            if replicas is not None:
+                module.load_state_dict(last_good)
+                raise
             if stepping:
                 if not history.loss_curve:
                     raise
@@ -281,7 +299,7 @@ def train(
         best_weights = _update_stopping(stopping, history, module, best_weights)
         history.finished = history.stopped_early or epoch + 1 == max_epochs
         progress.epoch_line(epoch, history, time.perf_counter() - started, epoch_tokens)
-        if checkpoint is not None:
+        if checkpoint is not None and (replicas is None or replicas.is_main):
             checkpoint.save(epoch + 1, module, optimizer, scheduler, rng, history, best_weights)
         event = TrainingEvent(
             "epoch", epoch + 1, len(batches), epoch_loss, epoch_tokens,
@@ -291,38 +309,69 @@ def train(
             for callback in callbacks:
                 callback(event)
         except KeyboardInterrupt:
+            if replicas is not None:
+                raise
             if not history.finished:
                 _stop_after_interrupt(module, history, best_weights, description, f"at the end of epoch {epoch + 1}")
             break
         finally:
             module.train()
+    step.close()
     if best_weights is not None and not history.interrupted:
         module.load_state_dict(best_weights)
     module.eval()
     return history
 
 
-def _accumulate_gradients(module, data, rows, lengths, token_budget, loss_fn, rng, device, autocast, check):
-    """Backpropagate the loss of one batch; return its value and the shapes of its parts' ids.
+class _Step:
+    """Computes one optimizer step's gradients, alone or as one of a group of ranks."""
 
-    A batch of documents split into many windows can exceed ``token_budget``
-    tokens; it is then processed in parts of whole documents whose gradients
-    add up to the batch's, so memory stays bounded while each optimiser step
-    still sees ``batch_size`` documents.
-    """
-    parts = split_by_tokens(rows, lengths[rows], len(rows), token_budget)
-    value = 0.0
-    shapes = []
-    for part in parts:
-        batch = data.batch(part, device)
-        shapes.append(tuple(batch.ids.shape))
-        with autocast:
-            loss = loss_fn(module, batch, rng)
-        check(loss)
-        share = len(part) / len(rows)
-        (loss * share).backward()
-        value += loss.item() * share
-    return value, tuple(shapes)
+    def __init__(self, module, loss_fn, replicas):
+        self.module = module
+        self.loss_fn = loss_fn
+        self.replicas = replicas
+        self.wrapped = None if replicas is None else replicas.wrap(LossModule(module, loss_fn))
+
+    def accumulate_gradients(self, data, rows, lengths, token_budget, rng, device, autocast, check):
+        """Backpropagate the loss of one batch; return its value and the shapes of its parts' ids.
+
+        A batch of documents split into many windows can exceed ``token_budget``
+        tokens; it is then processed in parts of whole documents whose gradients
+        add up to the batch's, so memory stays bounded while each optimiser step
+        still sees ``batch_size`` documents. With replicas, this rank takes its
+        share of ``rows``; the value returned is the whole batch's loss, and a
+        non-finite loss on any rank raises on all of them.
+        """
+        scale = 1.0
+        if self.replicas is not None:
+            rows, scale = self.replicas.shard(rows)
+        parts = split_by_tokens(rows, lengths[rows], len(rows), token_budget)
+        value, finite = 0.0, True
+        shapes = []
+        for index, part in enumerate(parts):
+            batch = data.batch(part, device)
+            shapes.append(tuple(batch.ids.shape))
+            share = scale * len(part) / len(rows)
+            if self.replicas is None:
+                with autocast:
+                    loss = self.loss_fn(self.module, batch, rng)
+                check(loss)
+            else:
+                with no_sync(self.wrapped, last=index == len(parts) - 1), autocast:
+                    loss = self.wrapped(batch, rng)
+                finite = finite and bool(torch.isfinite(loss))
+            (loss * share).backward()
+            value += loss.item() * share
+        if self.replicas is not None:
+            value, n_not_finite = self.replicas.sum([value, 0.0 if finite else 1.0])
+            value /= self.replicas.world_size
+            if n_not_finite:
+                check(torch.tensor(float("nan") if np.isnan(value) else float("inf")))
+        return value, tuple(shapes)
+
+    def close(self):
+        """Drop the DistributedDataParallel wrapper (and its gradient hooks); the module stays."""
+        self.wrapped = None
 
 
 def warn_if_not_converged(history, description, stacklevel, tol):
@@ -333,7 +382,7 @@ def warn_if_not_converged(history, description, stacklevel, tol):
     stopping, else the training loss); a run of one epoch counts as
     improving.
     """
-    if history.stopped_early or history.interrupted or not history.loss_curve:
+    if history.stopped_early or history.interrupted or not history.loss_curve or not is_main_process():
         return
     if history.no_improvement == 0:
         what = "validation score" if history.validation_scores is not None else "training loss"

@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 import skattn.datasets
 
@@ -22,13 +23,18 @@ def _blocks(language, text=None):
     return [textwrap.dedent(block) for block in blocks]  # a block may sit in a list item
 
 
-def _deploy_section():
+def _section(heading):
     text = README.read_text(encoding="utf-8")
-    return text[text.index("## Deploy") : text.index("\n## ", text.index("## Deploy") + 1)]
+    return text[text.index(heading) : text.index("\n## ", text.index(heading) + 1)]
+
+
+def _deploy_section():
+    return _section("## Deploy")
 
 
 def test_readme_examples_run_and_keep_their_promises(monkeypatch, tmp_path, capsys):
-    blocks = _blocks("python")
+    text = README.read_text(encoding="utf-8")
+    blocks = _blocks("python", text.replace(_section("## Scaling out"), ""))
     assert len(blocks) == 8
     quickstart, with_sklearn, frozen, callbacks, joblib_block, save, load, onnx = blocks
     # The quickstart trains on R8 with default parameters; a slice of it keeps
@@ -129,3 +135,37 @@ def test_readme_command_line_and_server_examples_run(tmp_path):
     assert shell.returncode == 0, stderr
     answer = stdout.strip()
     assert re.fullmatch(r'\{"predictions":\["[a-z]+"\]\}', answer), answer
+
+
+def test_readme_scaling_out_examples_run(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    section = _section("## Scaling out")
+    search_block, ray_block, dask_block = _blocks("python", section)
+    (torchrun_block,) = _blocks("bash", section)
+    # The same code on a slice of R8 with a small model, so that the searches take seconds.
+    assert "AttentionClassifier(max_epochs=3)" in search_block
+    small = "vocab_size=1000, d_model=32, n_heads=2, n_layers=1, d_ff=64, random_state=0"
+    search_block = search_block.replace("AttentionClassifier(max_epochs=3)", f"AttentionClassifier(max_epochs=3, {small})")
+    X_train, y_train, X_test, y_test = skattn.datasets.load_r8()
+    monkeypatch.setattr(skattn.datasets, "load_r8", lambda: (X_train[:240], y_train[:240], X_test[:200], y_test[:200]))
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    try:
+        exec(compile(search_block, str(README), "exec"), namespace)
+        assert set(eval(capsys.readouterr().out)) == {"learning_rate"}
+
+        exec(compile(ray_block, str(README), "exec"), namespace)
+        assert set(namespace["search"].best_params_) == {"learning_rate"}
+
+        exec(compile(dask_block, str(README), "exec"), namespace)
+        assert float(capsys.readouterr().out) > 0.5
+        assert len(namespace["labels"]) == 200
+    finally:
+        ray.shutdown()
+        if "client" in namespace:
+            namespace["client"].close()
+            namespace["client"].cluster.close()
+    # The torchrun command runs the example that test_scale.py runs under torchrun, on a subset.
+    assert torchrun_block.split() == ["torchrun", "--standalone", "--nproc_per_node", "2", "examples/distributed_fit.py"]
+    assert (README.parent / "examples" / "distributed_fit.py").is_file()

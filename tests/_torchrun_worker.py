@@ -1,0 +1,75 @@
+"""Run by tests/test_scale.py under ``torchrun --nproc_per_node 2``: the edge cases of a data-parallel fit.
+
+Each rank writes what it saw to ``OUTPUT/rankN.json``; the test compares the ranks.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from skattn import AttentionClassifier, AttentionEncoder
+
+TINY = dict(vocab_size=200, max_length=32, d_model=16, n_heads=2, n_layers=1, d_ff=32, batch_size=8, random_state=0)
+TEXTS = [
+    "stocks fell as markets closed lower", "the central bank raised interest rates",
+    "the striker scored a late goal", "the team won the cup final",
+    "rain and storms expected tomorrow", "sunny skies with a light breeze",
+] * 6
+LABELS = [0, 0, 1, 1, 2, 2] * 6
+
+
+def error_of(call):
+    """``(type name, message)`` of the exception ``call()`` raises, or None."""
+    try:
+        call()
+    except Exception as error:
+        return [type(error).__name__, str(error)]
+    return None
+
+
+def poison_on_rank_1(event):
+    """Put a NaN into rank 1's weights after its second step: its next loss is NaN, rank 0's is not."""
+    if dist.get_rank() == 1 and event.kind == "step" and event.step == 2:
+        with torch.no_grad():
+            next(event.module.parameters()).fill_(float("nan"))
+
+
+def main(output):
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    result = {"rank": rank}
+
+    # Different data on rank 1: every rank raises, none waits.
+    labels = LABELS if rank == 0 else LABELS[::-1]
+    result["mismatch"] = error_of(lambda: AttentionClassifier(**TINY, max_epochs=1).fit(TEXTS, labels))
+
+    # Pretraining with early stopping (a validation score agreed between ranks),
+    # checkpoints on rank 0 only, then fine-tuning the pretrained encoder.
+    checkpoints = Path(output) / "checkpoints"
+    encoder = AttentionEncoder(**TINY, max_epochs=3, early_stopping=True, validation_fraction=0.2,
+                               checkpoint_dir=checkpoints)
+    encoder.fit(TEXTS)
+    result["encoder_scores"] = encoder.validation_scores_
+    result["embedding"] = encoder.transform(TEXTS[:3]).round(5).tolist()
+    classifier = AttentionClassifier(**TINY, max_epochs=4, encoder=AttentionEncoder(**TINY, max_epochs=1)).fit(TEXTS, LABELS)
+    result["proba"] = classifier.predict_proba(TEXTS[:6]).round(5).tolist()
+    result["checkpoint_files"] = sorted(p.name for p in checkpoints.iterdir()) if checkpoints.exists() else []
+
+    # A NaN on one rank stops the fit on both, and leaves the estimators as they were.
+    poisoned = AttentionClassifier(**TINY, max_epochs=3, callbacks=[poison_on_rank_1])
+    result["non_finite"] = error_of(lambda: poisoned.fit(TEXTS, LABELS))
+    result["poisoned_fitted"] = hasattr(poisoned, "model_")
+
+    # A classifier whose fit was stopped by a NaN fits again afterwards in the same group.
+    result["refit_accuracy"] = AttentionClassifier(**TINY, max_epochs=4).fit(TEXTS, LABELS).score(TEXTS, LABELS)
+    (Path(output) / f"rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
