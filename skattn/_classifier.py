@@ -64,14 +64,18 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         0 trains on the plain cross-entropy; 1 is the paper's choice. Not
         supported with multilabel ``y``.
 
-    ngram_range : tuple of (int, int) or None, default=(1, 2)
+    ngram_range : "auto", tuple of (int, int) or None, default="auto"
         Word n-grams of the linear path beside the encoder: a linear model
         over the TF-IDF of the whole document's n-grams (``min_n`` to
         ``max_n`` words; sublinear tf, the 262,144 most frequent n-grams),
         trained in the same loop on its own loss. The classifier's logits are
         ``encoder_logit_scale`` times the encoder's plus the n-gram path's.
         Words are split as the tokenizer splits them, so each Chinese or
-        Japanese character is a word. None trains the encoder alone.
+        Japanese character is a word. ``"auto"`` takes ``(1, 2)``, or
+        ``(1, 3)`` when most words of the training texts are such single
+        characters (text written without spaces); the range used is
+        ``ngram_vectorizer_.analyzer.ngram_range``. None trains the encoder
+        alone.
 
     encoder_logit_scale : float, default=0.25
         Factor on the encoder's logits in their sum with the n-gram path's
@@ -122,7 +126,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         "encoder": [None, HasMethods(["fit", "transform"])],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "logit_adjustment": [Interval(Real, 0, None, closed="left")],
-        "ngram_range": [tuple, None],
+        "ngram_range": [StrOptions({"auto"}), tuple, None],
         "encoder_logit_scale": [Interval(Real, 0, None, closed="left")],
     }
 
@@ -161,7 +165,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         encoder=None,
         class_weight=None,
         logit_adjustment=0.0,
-        ngram_range=(1, 2),
+        ngram_range="auto",
         encoder_logit_scale=0.25,
     ):
         self.tokenizer = tokenizer
@@ -280,13 +284,15 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     def _check_params(self):
         super()._check_params()
         ngram_range = self.ngram_range
-        if ngram_range is not None and not (
+        if ngram_range is None or (isinstance(ngram_range, str) and ngram_range == "auto"):
+            return
+        if isinstance(ngram_range, str) or not (
             len(ngram_range) == 2
             and all(isinstance(n, Integral) and not isinstance(n, bool) for n in ngram_range)
             and 1 <= ngram_range[0] <= ngram_range[1]
         ):
             raise ValueError(
-                f"ngram_range must be None or a tuple (min_n, max_n) of integers with "
+                f"ngram_range must be 'auto', None or a tuple (min_n, max_n) of integers with "
                 f"1 <= min_n <= max_n; got {ngram_range!r}."
             )
 

@@ -63,6 +63,39 @@ class WordNgrams:
         return grams
 
 
+# ngram_range="auto": word 1-2 grams, or 1-3 grams of characters for texts written
+# without spaces (where a "word" is one Han or Kana character), as character
+# 1-3 grams serve Chinese better than 1-2 grams (benchmarks/README.md).
+AUTO_WORD_RANGE = (1, 2)
+AUTO_CHARACTER_RANGE = (1, 3)
+_ISOLATED_CHARACTER = re.compile(f"[{_ISOLATED}]")
+AUTO_SAMPLE_DOCUMENTS = 2000
+
+
+def resolve_ngram_range(ngram_range, documents):
+    """``ngram_range`` itself, or for ``"auto"`` the range that suits ``documents``.
+
+    ``"auto"`` gives :data:`AUTO_CHARACTER_RANGE` when most words of the
+    documents (of an evenly spaced sample of at most
+    :data:`AUTO_SAMPLE_DOCUMENTS`) are single Han, Hiragana or Katakana
+    characters, i.e. text written without spaces; else :data:`AUTO_WORD_RANGE`.
+    """
+    if ngram_range != "auto":
+        return tuple(ngram_range)
+    step = max(1, len(documents) // AUTO_SAMPLE_DOCUMENTS)
+    n_words = n_characters = 0
+    for document in documents[::step]:
+        words = _WORD.findall(unicodedata.normalize("NFKC", document))
+        n_words += len(words)
+        n_characters += sum(1 for word in words if _ISOLATED_CHARACTER.fullmatch(word))
+    return AUTO_CHARACTER_RANGE if n_characters > n_words / 2 else AUTO_WORD_RANGE
+
+
+def fitted_ngram_range(vectorizer):
+    """The ``(min_n, max_n)`` a vectorizer of :func:`fit_ngram_vectorizer` splits documents with."""
+    return vectorizer.analyzer.ngram_range
+
+
 def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
     """Fit a TF-IDF vectorizer of word n-grams on ``documents`` and transform them.
 
@@ -72,7 +105,8 @@ def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
     Parameters
     ----------
     documents : list of str
-    ngram_range : tuple of (int, int)
+    ngram_range : tuple of (int, int) or "auto"
+        See :func:`resolve_ngram_range`.
     lowercase : bool
 
     Returns
@@ -83,7 +117,7 @@ def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
         The TF-IDF rows of ``documents``, from the same pass over them.
     """
     vectorizer = TfidfVectorizer(
-        analyzer=WordNgrams(ngram_range, lowercase),
+        analyzer=WordNgrams(resolve_ngram_range(ngram_range, documents), lowercase),
         sublinear_tf=True,
         max_features=MAX_NGRAM_FEATURES,
         dtype=np.float32,

@@ -22,7 +22,7 @@ from torch import nn
 
 from ._files import atomic_file
 from ._model import pool
-from ._ngrams import ngram_vocabulary
+from ._ngrams import fitted_ngram_range, ngram_vocabulary
 from ._versions import library_versions
 
 # The ONNX operator set the graph is written for (ScatterElements with a
@@ -177,6 +177,6 @@ def _metadata(estimator, vectorizer):
         terms, idf = ngram_vocabulary(vectorizer)
         metadata["skattn.ngram_terms"] = json.dumps(terms)
         metadata["skattn.ngram_idf"] = base64.b64encode(idf.astype("<f8").tobytes()).decode("ascii")
-        metadata["skattn.ngram_range"] = json.dumps(list(estimator.ngram_range))
+        metadata["skattn.ngram_range"] = json.dumps(list(fitted_ngram_range(vectorizer)))
         metadata["skattn.lowercase"] = json.dumps(bool(estimator.lowercase))
     return metadata

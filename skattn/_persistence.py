@@ -34,7 +34,7 @@ from tokenizers import Tokenizer
 
 from ._files import atomic_file
 from ._model import EncoderConfig
-from ._ngrams import ngram_vocabulary, restore_ngram_vectorizer
+from ._ngrams import fitted_ngram_range, ngram_vocabulary, restore_ngram_vectorizer
 from ._versions import library_versions, warn_if_versions_differ
 
 FORMAT = "skattn-model"
@@ -113,7 +113,8 @@ def _write_estimator(archive, prefix, estimator):
         vectorizer = estimator.ngram_vectorizer_
         if vectorizer is not None:
             terms, idf = ngram_vocabulary(vectorizer)
-            write("ngrams.json", json.dumps({"terms": terms}).encode("utf-8"), compress=True)
+            ngrams = {"terms": terms, "ngram_range": list(fitted_ngram_range(vectorizer))}
+            write("ngrams.json", json.dumps(ngrams).encode("utf-8"), compress=True)
             write("ngrams.safetensors", safetensors.numpy.save({"idf": idf}), compress=False)
     entry["fitted"] = fitted
     entry["parts"] = parts
@@ -273,10 +274,12 @@ def _read_estimator(archive, prefix, entry, path):
         estimator._multilabel = bool(fitted["multilabel"])
         estimator.ngram_vectorizer_ = None
         if "ngrams.json" in checksums:
-            terms = _read_json(archive, prefix + "ngrams.json", checksums, path)["terms"]
+            ngrams = _read_json(archive, prefix + "ngrams.json", checksums, path)
             idf = safetensors.numpy.load(_read_part(archive, prefix + "ngrams.safetensors", checksums, path))["idf"]
+            # Files written before ngram_range="auto" hold no range: the parameter was it.
+            ngram_range = ngrams.get("ngram_range", estimator.ngram_range)
             estimator.ngram_vectorizer_ = restore_ngram_vectorizer(
-                terms, idf, ngram_range=estimator.ngram_range, lowercase=estimator.lowercase
+                ngrams["terms"], idf, ngram_range=ngram_range, lowercase=estimator.lowercase
             )
     weights = safetensors.torch.load(_read_part(archive, prefix + "weights.safetensors", checksums, path))
     module = estimator._build_module()

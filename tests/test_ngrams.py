@@ -8,8 +8,11 @@ import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+import skattn
 from skattn import AttentionClassifier
-from skattn._ngrams import MAX_NGRAM_FEATURES, WordNgrams, fit_ngram_vectorizer, transform_ngrams
+from skattn._ngrams import (
+    MAX_NGRAM_FEATURES, WordNgrams, fit_ngram_vectorizer, fitted_ngram_range, resolve_ngram_range, transform_ngrams,
+)
 
 from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
 
@@ -137,5 +140,38 @@ def test_partial_fit_keeps_the_first_vectorizer():
 
 @pytest.mark.parametrize("ngram_range", [(2, 1), (0, 1), (1, 2, 3), (1.0, 2), (True, 2)])
 def test_invalid_ngram_range(ngram_range):
-    with pytest.raises(ValueError, match=r"ngram_range must be None or a tuple \(min_n, max_n\)"):
+    with pytest.raises(ValueError, match=r"ngram_range must be 'auto', None or a tuple \(min_n, max_n\)"):
         AttentionClassifier(**TINY, ngram_range=ngram_range).fit(TOPIC_TEXTS, TOPIC_LABELS)
+
+
+ENGLISH = ["the markets closed lower", "rain expected tomorrow", "the team won the final"]
+CHINESE = ["这家酒店的服务很好，房间干净", "书的内容很无聊，不推荐", "质量不错 物流很快"]
+
+
+@pytest.mark.parametrize(
+    "documents, expected",
+    [
+        (ENGLISH, (1, 2)),
+        (CHINESE, (1, 3)),
+        (ENGLISH * 3 + CHINESE[:1], (1, 2)),  # mostly English, some Chinese: by words, English wins
+        (CHINESE * 3 + ["the hotel was clean and the staff were kind"], (1, 3)),
+        (["ひらがなとカタカナのぶん"], (1, 3)),
+    ],
+)
+def test_auto_ngram_range_uses_character_trigrams_for_text_without_spaces(documents, expected):
+    assert resolve_ngram_range("auto", documents) == expected
+    assert resolve_ngram_range((1, 1), documents) == (1, 1)
+
+
+def test_auto_ngram_range_is_fitted_saved_and_exported(tmp_path):
+    chinese = AttentionClassifier(**TINY).fit(CHINESE * 4, [0, 1, 0] * 4)
+    assert chinese.ngram_range == "auto"  # the parameter stays as given
+    assert fitted_ngram_range(chinese.ngram_vectorizer_) == (1, 3)
+    assert "好，" not in chinese.ngram_vectorizer_.vocabulary_ and "服 务 很" in chinese.ngram_vectorizer_.vocabulary_
+    english = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert fitted_ngram_range(english.ngram_vectorizer_) == (1, 2)
+
+    chinese.save(tmp_path / "zh.skattn")
+    restored = skattn.load(tmp_path / "zh.skattn")
+    assert fitted_ngram_range(restored.ngram_vectorizer_) == (1, 3)
+    np.testing.assert_array_equal(restored.predict_proba(CHINESE), chinese.predict_proba(CHINESE))

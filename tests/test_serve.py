@@ -155,7 +155,7 @@ def test_health_and_info(classifier_url):
     assert info["classes"] == [0, 1, 2]
     assert info["multilabel"] is False
     assert info["parameters"]["d_model"] == TINY["d_model"]
-    assert info["parameters"]["ngram_range"] == [1, 2]
+    assert info["parameters"]["ngram_range"] == "auto"
     assert info["versions"] == library_versions()
     limits = {"max_texts": MAX_TEXTS, "max_text_chars": MAX_TEXT_CHARS, "max_body_bytes": MAX_BODY_BYTES}
     assert info["limits"] == limits
