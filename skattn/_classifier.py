@@ -56,13 +56,14 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         Weights of the classes in the loss. ``"balanced"`` weighs each class
         inversely to its frequency in ``y``; a dict maps labels to weights.
 
-    logit_adjustment : float, default=0.0
+    logit_adjustment : float, default=1.0
         Strength ``tau`` of the logit-adjusted loss (Menon et al., 2021):
         during training, ``tau * log(class frequency in y)`` is added to the
         logits inside the cross-entropy, so that the model's own logits,
         used to predict, favour rare classes as a class-balanced error would.
-        0 trains on the plain cross-entropy; 1 is the paper's choice. Not
-        supported with multilabel ``y``.
+        1 is the paper's choice; 0 trains on the plain cross-entropy. With
+        ``partial_fit`` the frequencies are those of all calls so far. Has
+        no effect with multilabel ``y`` (independent sigmoids).
 
     ngram_range : "auto", tuple of (int, int) or None, default="auto"
         Word n-grams of the linear path beside the encoder: a linear model
@@ -164,7 +165,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         callbacks=None,
         encoder=None,
         class_weight=None,
-        logit_adjustment=0.0,
+        logit_adjustment=1.0,
         ngram_range="auto",
         encoder_logit_scale=0.25,
     ):
@@ -315,7 +316,8 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     def _fit(self, documents, targets, weights, *, warm, partial):
         """Train from ``fit`` or ``partial_fit``; set fitted attributes only at the end."""
         class_weight = self._class_weights(targets)
-        logit_offset = self._logit_offset(targets)
+        class_counts = self._class_counts(targets, partial)
+        logit_offset = self._logit_offset(targets, class_counts)
         self._check_same_inputs(documents, targets.encoded, targets.classes, weights)
         rng, torch_seed = self._seeds()
         device = self._fit_device()
@@ -367,7 +369,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         self._prepare_inference()
         if partial:
             self._optimizer_state = optimizer_state
+            self._partial_class_counts = class_counts
         else:
+            self.__dict__.pop("_partial_class_counts", None)
             # A later partial_fit starts a fresh optimizer on this new model.
             self.__dict__.pop("_optimizer_state", None)
         return self
@@ -491,13 +495,19 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         labeled = targets.labels[targets.labeled]
         return compute_class_weight(self.class_weight, classes=targets.classes, y=labeled)
 
-    def _logit_offset(self, targets):
-        """``logit_adjustment * log(class frequency)`` for the loss, or None."""
-        if self.logit_adjustment == 0:
-            return None
+    def _class_counts(self, targets, partial):
+        """Labelled documents per class: in ``y``, plus those of earlier ``partial_fit`` calls."""
         if targets.multilabel:
-            raise ValueError("logit_adjustment is not supported with multilabel y.")
+            return None
         counts = np.bincount(targets.encoded[targets.labeled], minlength=len(targets.classes))
+        if partial and getattr(self, "_partial_class_counts", None) is not None:
+            counts = counts + self._partial_class_counts
+        return counts
+
+    def _logit_offset(self, targets, counts):
+        """``logit_adjustment * log(class frequency)`` for the loss, or None."""
+        if self.logit_adjustment == 0 or targets.multilabel:
+            return None
         return self.logit_adjustment * np.log(np.maximum(counts, 1) / counts.sum())
 
     def _model_to_train(self, documents, n_classes, *, warm, pretrained):

@@ -307,12 +307,24 @@ def _fit_on(texts, labels, **params):
         return AttentionClassifier(**{**QUIET, **params}).fit(texts, labels)
 
 
-def test_logit_adjustment_is_refused_for_multilabel_y_before_training():
+def test_logit_adjustment_has_no_effect_with_multilabel_y_and_must_be_non_negative():
     y = np.array([[label == 0, label != 2] for label in TOPIC_LABELS], dtype=int)
-    with pytest.raises(ValueError, match="logit_adjustment is not supported with multilabel y"):
-        AttentionClassifier(**dict(TINY, logit_adjustment=1.0, callbacks=[_raise(AssertionError)])).fit(TOPIC_TEXTS, y)
+    adjusted = AttentionClassifier(**dict(TINY, logit_adjustment=1.0)).fit(TOPIC_TEXTS, y)
+    plain = AttentionClassifier(**dict(TINY, logit_adjustment=0.0)).fit(TOPIC_TEXTS, y)
+    np.testing.assert_array_equal(adjusted.predict_proba(TOPIC_TEXTS), plain.predict_proba(TOPIC_TEXTS))
     with pytest.raises(InvalidParameterError, match="'logit_adjustment' parameter"):
         AttentionClassifier(**dict(TINY, logit_adjustment=-1.0)).fit(TOPIC_TEXTS, TOPIC_LABELS)
+
+
+def test_partial_fit_adjusts_logits_by_the_class_frequencies_of_all_calls_so_far():
+    clf = AttentionClassifier(**dict(TINY, logit_adjustment=1.0))
+    clf.partial_fit(TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2])  # 6 documents per class
+    zeros = [text for text, label in zip(TOPIC_TEXTS, TOPIC_LABELS) if label == 0]
+    clf.partial_fit(zeros, [0] * len(zeros))  # class 0 only: alone, it would look like the only class
+    assert clf._partial_class_counts.tolist() == [12, 6, 6]
+    assert np.isfinite(clf.predict_proba(TOPIC_TEXTS)).all()
+    clf.fit(TOPIC_TEXTS, TOPIC_LABELS)  # a fit starts the count afresh
+    assert not hasattr(clf, "_partial_class_counts")
 
 
 # -- long documents -----------------------------------------------------------------------
