@@ -356,11 +356,14 @@ class _Step:
                 with autocast:
                     loss = self.loss_fn(self.module, batch, rng)
                 check(loss)
+                (loss * share).backward()
             else:
-                with no_sync(self.wrapped, last=index == len(parts) - 1), autocast:
-                    loss = self.wrapped(batch, rng)
-                finite = finite and bool(torch.isfinite(loss))
-            (loss * share).backward()
+                # Gradients are exchanged once per step: in the backward pass of the last part.
+                with no_sync(self.wrapped, last=index == len(parts) - 1):
+                    with autocast:
+                        loss = self.wrapped(batch, rng)
+                    finite = finite and bool(torch.isfinite(loss))
+                    (loss * share).backward()
             value += loss.item() * share
         if self.replicas is not None:
             value, n_not_finite = self.replicas.sum([value, 0.0 if finite else 1.0])

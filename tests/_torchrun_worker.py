@@ -60,6 +60,12 @@ def main(output):
     result["proba"] = classifier.predict_proba(TEXTS[:6]).round(5).tolist()
     result["checkpoint_files"] = sorted(p.name for p in checkpoints.iterdir()) if checkpoints.exists() else []
 
+    # Long documents in many windows: batches split into parts by the token budget, the
+    # gradients exchanged once per step.
+    long_texts = [" ".join([text] * 12) for text in TEXTS]
+    chunked = AttentionClassifier(**dict(TINY, max_length=16), long_text="chunk", max_epochs=2).fit(long_texts, LABELS)
+    result["chunked_proba"] = chunked.predict_proba(long_texts[:6]).round(5).tolist()
+
     # A NaN on one rank stops the fit on both, and leaves the estimators as they were.
     poisoned = AttentionClassifier(**TINY, max_epochs=3, callbacks=[poison_on_rank_1])
     result["non_finite"] = error_of(lambda: poisoned.fit(TEXTS, LABELS))
