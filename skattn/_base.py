@@ -247,7 +247,7 @@ class _AttentionBase(BaseEstimator):
             score_fn=score_fn,
             checkpoint=checkpoint,
             resume=self.resume,
-            progress=Progress(self.verbose if _distributed.is_main_process() else 0, description, max_epochs),
+            progress=Progress(self.verbose if replicas is None or replicas.is_main else 0, description, max_epochs),
             callbacks=self.callbacks or (),
             advice=f"Try a lower learning_rate (now {self.learning_rate}) or precision='fp32'.",
             replicas=replicas,

@@ -190,7 +190,7 @@ def short_texts(n, seed=0):
 
 
 def test_dask_map_partitions_predicts_100k_texts(dask_client):
-    dd = pytest.importorskip("dask.dataframe")
+    dd = pytest.importorskip("dask.dataframe", reason="the dask extra is not installed")
     import pandas as pd
 
     from skattn.dask import predict_partitions
