@@ -16,6 +16,9 @@ _PUBLIC = {
     "load": "._persistence",
     "ModelFileError": "._persistence",
     "InconsistentVersionWarning": "._versions",
+    "Explanation": "._explain",
+    "AttentionWeights": "._explain",
+    "ModelSummary": "._summary",
 }
 
 __all__ = [*_PUBLIC, "__version__"]

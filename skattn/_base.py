@@ -8,6 +8,7 @@ public estimators only describe what they train and what they return.
 import copy
 import hashlib
 import os
+import time
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,7 +25,7 @@ from . import _distributed
 from ._devices import resolve_device, resolve_precision
 from ._loop import Checkpoint, Stopping, TrainingData, adamw, checkpoint_key, infer, linear_schedule, train
 from ._model import ACTIVATIONS, POOLINGS, EncoderConfig, TextEncoder
-from ._progress import Progress
+from ._progress import Progress, inference_bar
 from ._versions import library_versions, warn_if_versions_differ
 from ._text import PAD_ID, SPECIAL_TOKENS, check_documents, encode, train_tokenizer
 
@@ -55,7 +56,7 @@ class _AttentionBase(BaseEstimator):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "pooling": [StrOptions(set(POOLINGS))],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "warmup_fraction": [Interval(Real, 0, 1, closed="both")],
@@ -69,7 +70,7 @@ class _AttentionBase(BaseEstimator):
         "device": [str, torch.device],
         "precision": [StrOptions({"auto", "fp32", "bf16"})],
         "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        "verbose": [StrOptions({"auto"}), "verbose"],
         "callbacks": [list, None],
     }
 
@@ -84,6 +85,51 @@ class _AttentionBase(BaseEstimator):
         """dict: Mapping of the tokenizer's tokens to their ids."""
         check_is_fitted(self)
         return self.tokenizer_.get_vocab()
+
+    def attention_weights(self, X):
+        """Attention weights of every layer and head of the encoder, for a few documents.
+
+        Each document's first window (its first ``max_length`` tokens, as
+        ``long_text="truncate"`` reads it) is run through the fitted
+        encoder in float32, one document at a time; the result is a stack of
+        ``n_tokens x n_tokens`` matrices per document, meant for reading or
+        plotting (:func:`skattn.plot.plot_attention`), not for many documents.
+
+        Parameters
+        ----------
+        X : list, tuple, numpy array or pandas Series of str
+            Documents.
+
+        Returns
+        -------
+        attention : list of AttentionWeights
+            One per document, with its ``tokens`` (``[CLS]`` and ``[SEP]``
+            included), their character spans, and ``weights`` of shape
+            ``(n_layers, n_heads, n_tokens, n_tokens)``.
+        """
+        check_is_fitted(self)
+        from ._explain import document_attention
+
+        return document_attention(self, check_documents(X))
+
+    def summary(self):
+        """A model card: what the fitted model holds and how it was trained.
+
+        Parameter counts by part, the encoder's shape, the vocabulary and
+        n-gram counts, the classes, epochs, tokens seen, fit time, device
+        and precision, the final loss and validation score, and the library
+        versions in use. ``print(est.summary())`` shows it as text; a
+        notebook shows it as a table; ``est.summary().to_dict()`` gives the
+        facts as plain Python values.
+
+        Returns
+        -------
+        summary : ModelSummary
+        """
+        check_is_fitted(self)
+        from ._summary import summarize
+
+        return summarize(self)
 
     # -- checks --------------------------------------------------------------
 
@@ -211,7 +257,8 @@ class _AttentionBase(BaseEstimator):
         history : skattn._loop.History
         optimizer_state : dict
         """
-        max_epochs = self.max_epochs if max_epochs is None else max_epochs
+        if max_epochs is None:
+            max_epochs = auto_max_epochs(len(data)) if self.max_epochs == "auto" else self.max_epochs
         replicas = _distributed.current()
         if _fast is not None:
             _fast.speed_up_training(module)
@@ -254,8 +301,15 @@ class _AttentionBase(BaseEstimator):
         )
         return history, optimizer.state_dict()
 
-    def _record(self, history, *, warm=False):
-        """Set the fitted attributes that describe training from ``history``."""
+    def _record(self, history, *, started, device, warm=False):
+        """Set the fitted attributes that describe training from ``history``.
+
+        ``started`` is the ``time.perf_counter()`` of the call's start,
+        ``device`` the device it trained on.
+        """
+        self.fit_time_ = time.perf_counter() - started
+        self.fit_device_ = str(device)
+        self.fit_precision_ = "fp32" if resolve_precision(self.precision, device) is None else "bf16"
         previous_curve = list(self.loss_curve_) if warm else []
         previous_norms = list(getattr(self, "grad_norm_curve_", [])) if warm else []
         previous_scores = list(self.validation_scores_ or []) if warm else []
@@ -294,6 +348,7 @@ class _AttentionBase(BaseEstimator):
         model, autocast_dtype = self._inference_model(device)
         forward = model if method is None else getattr(model, method)
         outputs = np.empty((len(documents), n_outputs), dtype=np.float32)
+        bar = inference_bar(self.verbose, len(documents), _INFERENCE_CHUNK, type(self).__name__)
         for start in range(0, len(documents), _INFERENCE_CHUNK):
             inputs = self._inputs(documents[start : start + _INFERENCE_CHUNK])
             outputs[start : start + len(inputs)] = infer(
@@ -304,6 +359,8 @@ class _AttentionBase(BaseEstimator):
                 device=device,
                 autocast_dtype=autocast_dtype,
             )
+            bar.update(len(inputs))
+        bar.close()
         return outputs
 
     def _inputs(self, documents):
@@ -458,6 +515,18 @@ class _AttentionBase(BaseEstimator):
 
 
 # -- helpers -------------------------------------------------------------------
+
+# max_epochs="auto" trains for about this many document passes, within
+# [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX] epochs: large corpora of short texts
+# overfit within a few epochs (benchmarks/README.md, "Ablations so far").
+AUTO_EPOCH_DOCUMENTS = 80_000
+AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 2, 10
+
+
+def auto_max_epochs(n_documents):
+    """The epochs of ``max_epochs="auto"`` for ``n_documents`` training documents (or sequences)."""
+    return int(min(AUTO_EPOCHS_MAX, max(AUTO_EPOCHS_MIN, round(AUTO_EPOCH_DOCUMENTS / max(n_documents, 1)))))
+
 
 # Parameters that steer a run without changing what it learns: a checkpoint
 # written with other values of these still belongs to the same fit.

@@ -1,6 +1,7 @@
 """AttentionClassifier: a scikit-learn classifier over a transformer encoder."""
 
 import copy
+import time
 from numbers import Integral, Real
 
 import numpy as np
@@ -71,8 +72,8 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         ``max_n`` words; sublinear tf, the 262,144 most frequent n-grams),
         trained in the same loop on its own loss. The classifier's logits are
         ``encoder_logit_scale`` times the encoder's plus the n-gram path's.
-        Words are split as the tokenizer splits them, so each Chinese or
-        Japanese character is a word. ``"auto"`` takes ``(1, 2)``, or
+        A word is a run of letters, digits and underscores, except that
+        each Han, Hiragana or Katakana character is a word of its own. ``"auto"`` takes ``(1, 2)``, or
         ``(1, 3)`` when most words of the training texts are such single
         characters (text written without spaces); the range used is
         ``ngram_vectorizer_.analyzer.ngram_range``. None trains the encoder
@@ -147,7 +148,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         dropout=0.1,
         pooling="mean",
         batch_size=32,
-        max_epochs=10,
+        max_epochs="auto",
         learning_rate=1e-3,
         weight_decay=0.01,
         warmup_fraction=0.1,
@@ -161,7 +162,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         device="auto",
         precision="auto",
         random_state=None,
-        verbose=0,
+        verbose="auto",
         callbacks=None,
         encoder=None,
         class_weight=None,
@@ -315,6 +316,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
 
     def _fit(self, documents, targets, weights, *, warm, partial):
         """Train from ``fit`` or ``partial_fit``; set fitted attributes only at the end."""
+        started = time.perf_counter()
         class_weight = self._class_weights(targets)
         class_counts = self._class_counts(targets, partial)
         logit_offset = self._logit_offset(targets, class_counts)
@@ -365,7 +367,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         self.ngram_vectorizer_ = vectorizer
         self.model_ = module
         self._multilabel = targets.multilabel
-        self._record(history, warm=warm)
+        self._record(history, started=started, device=device, warm=warm)
         self._prepare_inference()
         if partial:
             self._optimizer_state = optimizer_state
@@ -451,6 +453,53 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         if self._multilabel:
             return (logits > 0).astype(np.int64)
         return self.classes_[logits.argmax(axis=1)]
+
+    def explain(self, X, *, target=None, method="gradient"):
+        """Why the classifier scores each document as it does: token and n-gram importances.
+
+        For each document, the tokens the encoder read (mapped back to their
+        characters in the text) and the n-grams the n-gram path knows, each
+        with its importance for one class, and the share of the decision
+        each path carried. Scores are logits relative to the mean over
+        classes; see :class:`~skattn.Explanation`. Documents run one at a
+        time in float32: explain a few documents, not a data set.
+
+        Parameters
+        ----------
+        X : list, tuple, numpy array or pandas Series of str
+            Documents to explain.
+        target : label, default=None
+            The class (or label, if multilabel) to explain for every
+            document; None explains each document's predicted class (for
+            multilabel ``y``, its highest-scoring label).
+        method : {"gradient", "rollout"}, default="gradient"
+            How tokens are scored: ``"gradient"`` multiplies each token's
+            embedding by the gradient of the encoder's score for the class;
+            ``"rollout"`` follows the attention weights from the pooled
+            vector back to the tokens (attention rollout), whatever the class.
+
+        Returns
+        -------
+        explanations : list of Explanation
+            One per document. ``explanation.top(5)`` lists the strongest
+            features, ``explanation.to_frame()`` gives all of them as a
+            DataFrame, and a notebook shows the text shaded by importance;
+            :func:`skattn.plot.plot_explanation` draws it with matplotlib.
+        """
+        check_is_fitted(self)
+        from ._explain import METHODS, explain_documents
+
+        if not isinstance(method, str) or method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+        documents = check_documents(X)
+        if target is None:
+            targets = self._logits(documents).argmax(axis=1)
+        else:
+            matches = np.flatnonzero(self.classes_ == target) if np.ndim(target) == 0 else []
+            if len(matches) != 1:
+                raise ValueError(f"target={target!r} is not one of the classes {self.classes_.tolist()}.")
+            targets = np.full(len(documents), matches[0])
+        return explain_documents(self, documents, targets, method)
 
     def _logits(self, X):
         return self._forward_all(X, len(self.classes_))

@@ -20,8 +20,9 @@ SHARED_PARAMETERS = """\
         What to do with documents longer than ``max_length`` tokens:
         ``"truncate"`` keeps their beginning; ``"chunk"`` splits them into
         windows of ``max_length`` tokens that overlap by a quarter, encodes
-        each window and averages the windows' pooled vectors into one vector
-        per document, in ``fit``, ``transform`` and ``predict`` alike.
+        each window and pools the windows' pooled vectors into one vector
+        per document (their maximum with ``pooling="max"``, else their mean),
+        in ``fit``, ``transform`` and ``predict`` alike.
 
     d_model : int, default=256
         Width of token representations and of the output vectors.
@@ -51,8 +52,13 @@ SHARED_PARAMETERS = """\
         Documents per optimisation step and per inference batch. Batches hold
         documents of similar length and are padded to their longest one.
 
-    max_epochs : int, default=10
-        Passes over the training data.
+    max_epochs : "auto" or int, default="auto"
+        Passes over the training data. ``"auto"`` gives
+        ``round(80,000 / n_documents)`` epochs, between 2 and 10, for
+        ``n_documents`` training documents (windows, when pretraining an
+        encoder): 10 up to about 8,000 documents, fewer above, as large
+        corpora of short texts overfit within a few epochs. The epochs run
+        are in ``n_iter_``.
 
     learning_rate : float, default=1e-3
         Peak learning rate of AdamW, reached after the warmup.
@@ -102,7 +108,7 @@ SHARED_PARAMETERS = """\
     device : "auto", str or torch.device, default="auto"
         Where to train and predict. ``"auto"`` uses CUDA when available, else
         the CPU. A fitted model is stored on the CPU when pickled and moves to
-        ``device`` on first use.
+        ``device`` as it is loaded (to the CPU if that device is missing).
 
     precision : {"auto", "fp32", "bf16"}, default="auto"
         ``"auto"`` uses bfloat16 autocast on CUDA devices that support it and
@@ -113,11 +119,16 @@ SHARED_PARAMETERS = """\
         Seeds weight initialisation, dropout, batch order and masking. An int
         makes fits on the CPU repeatable across processes.
 
-    verbose : int, default=0
-        Progress on stderr. 0 is silent; 1 shows a progress bar per epoch
-        (loss, tokens/s, time left) on a terminal, and one line per epoch
-        where stderr is not a terminal (logs, CI); 2 and above always print
-        one line of metrics per epoch.
+    verbose : "auto" or int, default="auto"
+        Progress on stderr. ``"auto"`` shows a progress bar per epoch (loss,
+        tokens/s, time left), and one over the documents of a ``predict`` or
+        ``transform`` of 10,000 documents or more, when stderr is a terminal
+        and the call runs in the main thread of a main process; elsewhere
+        (pipes, logs, notebooks, joblib, Dask or Ray workers) it is silent.
+        0 is always silent; 1 shows the bars on a terminal (inference bars
+        from two chunks of 4,096 documents on), and one line per epoch where
+        stderr is not a terminal (logs, CI); 2 and above always print one
+        line of metrics per epoch.
 
     callbacks : list of callable or None, default=None
         Functions called during training as ``callback(event)`` after every
@@ -157,4 +168,14 @@ TRAINING_ATTRIBUTES = """\
 
     n_tokens_seen_ : int
         Number of (non-padding) tokens processed in training.
+
+    fit_time_ : float
+        Wall-clock seconds the last call to ``fit`` (or ``partial_fit``)
+        took, tokenizer training and pretraining included.
+
+    fit_device_ : str
+        The device the last fit trained on, e.g. ``"cpu"`` or ``"cuda:0"``.
+
+    fit_precision_ : {"fp32", "bf16"}
+        The precision ``precision`` resolved to in the last fit.
 """

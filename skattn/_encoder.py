@@ -1,6 +1,7 @@
 """AttentionEncoder: a scikit-learn transformer that embeds texts."""
 
 import copy
+import time
 from numbers import Real
 
 import numpy as np
@@ -88,7 +89,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         dropout=0.1,
         pooling="mean",
         batch_size=32,
-        max_epochs=10,
+        max_epochs="auto",
         learning_rate=1e-3,
         weight_decay=0.01,
         warmup_fraction=0.1,
@@ -102,7 +103,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         device="auto",
         precision="auto",
         random_state=None,
-        verbose=0,
+        verbose="auto",
         callbacks=None,
         mlm_probability=0.15,
     ):
@@ -156,6 +157,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         self : AttentionEncoder
             The fitted encoder.
         """
+        started = time.perf_counter()
         self._check_params()
         documents = check_documents(X)
         if y is not None:
@@ -214,7 +216,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         self.config_ = config
         self.model_ = encoder
         self._prepare_inference()
-        self._record(history, warm=warm)
+        self._record(history, started=started, device=device, warm=warm)
         return self
 
     def transform(self, X):

@@ -77,6 +77,13 @@ def explicit_attention(q, k, v, attend):
     return torch.softmax(scores, dim=-1) @ v  # (batch, heads, seq, head_dim)
 
 
+def attention_weights(q, k, attend):
+    """The softmax weights of :func:`explicit_attention`, shape ``(batch, heads, seq, seq)``."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
+    scores = scores.masked_fill(~attend, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention; ``kernel`` computes the attention proper.
 
@@ -92,11 +99,22 @@ class SelfAttention(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.kernel = attention
 
-    def forward(self, x, attend):
+    def forward(self, x, attend, record=None):
+        """Attend over ``x``; with a list ``record``, also append the attention weights to it.
+
+        The weights, ``(batch, heads, seq, seq)`` with rows summing to 1 over
+        the attended keys, are computed explicitly when asked for (no fused
+        kernel returns them): for inspection, not for training.
+        """
         q, k, v = split_heads(self.qkv(x), self.n_heads)  # 3 x (batch, heads, seq, head_dim)
-        # No dropout on attention weights: it would force the unfused kernel.
-        y = merge_heads(self.kernel(q, k, v, attend))  # (batch, seq, d_model)
-        return self.dropout(self.out(y))
+        if record is None:
+            # No dropout on attention weights: it would force the unfused kernel.
+            y = self.kernel(q, k, v, attend)
+        else:
+            weights = attention_weights(q, k, attend)  # (batch, heads, seq, seq)
+            record.append(weights)
+            y = weights @ v
+        return self.dropout(self.out(merge_heads(y)))  # (batch, seq, d_model)
 
 
 def split_heads(qkv, n_heads):
@@ -145,8 +163,9 @@ class Block(nn.Module):
         self.norm_ff = nn.LayerNorm(config.d_model)
         self.ff = FeedForward(config)
 
-    def forward(self, x, attend):
-        x = x + self.attention(self.norm_attention(x), attend)  # (batch, seq, d_model)
+    def forward(self, x, attend, record=None):
+        """``record``: see :meth:`SelfAttention.forward`."""
+        x = x + self.attention(self.norm_attention(x), attend, record)  # (batch, seq, d_model)
         return x + self.ff(self.norm_ff(x))  # (batch, seq, d_model)
 
 
@@ -192,19 +211,35 @@ class TextEncoder(nn.Module):
             if name.endswith(("attention.out.weight", "ff.down.weight")):
                 nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.n_layers))
 
-    def forward(self, ids):
-        """Return token states ``(batch, seq, d_model)`` and the non-padding mask."""
+    def forward(self, ids, embeddings=None, record=None):
+        """Return token states ``(batch, seq, d_model)`` and the non-padding mask.
+
+        Parameters
+        ----------
+        ids : torch.Tensor of shape (batch, seq)
+        embeddings : torch.Tensor of shape (batch, seq, d_model), default=None
+            The input embeddings to use instead of :meth:`input_embeddings`
+            of ``ids`` (which still give the padding mask): a tensor that
+            requires grad gives gradients with respect to the inputs.
+        record : list, default=None
+            If given, each block appends its attention weights to it (see
+            :meth:`SelfAttention.forward`).
+        """
         keep = ids != self.config.pad_id  # (batch, seq)
-        positions = torch.arange(ids.shape[1], device=ids.device)  # (seq,)
-        x = self.token_embedding(ids) + self.position_embedding(positions)  # (batch, seq, d_model)
+        x = self.input_embeddings(ids) if embeddings is None else embeddings  # (batch, seq, d_model)
         x = self.dropout(x)
         attend = keep[:, None, None, :]  # (batch, 1, 1, seq) broadcast over heads and queries
         for block in self.blocks:
-            x = block(x, attend)  # (batch, seq, d_model)
+            x = block(x, attend) if record is None else block(x, attend, record)  # (batch, seq, d_model)
         # The final norm may be kept in float32 when the blocks run in bfloat16.
         return self.norm(x.to(self.norm.weight.dtype)), keep
 
-    def embed(self, ids, owner=None, n_documents=None):
+    def input_embeddings(self, ids):
+        """Token plus position embeddings ``(batch, seq, d_model)``, what the first block reads."""
+        positions = torch.arange(ids.shape[1], device=ids.device)  # (seq,)
+        return self.token_embedding(ids) + self.position_embedding(positions)
+
+    def embed(self, ids, owner=None, n_documents=None, embeddings=None, record=None):
         """Return one pooled vector per document.
 
         Parameters
@@ -217,12 +252,14 @@ class TextEncoder(nn.Module):
             when each window is a document.
         n_documents : int, default=None
             Number of documents, when ``owner`` is given.
+        embeddings, record
+            As in :meth:`forward`.
 
         Returns
         -------
         embedding : torch.Tensor of shape (n_documents, d_model)
         """
-        hidden, keep = self(ids)
+        hidden, keep = self(ids, embeddings, record)
         pooled = pool(hidden, keep, self.config.pooling)  # (n_windows, d_model)
         if owner is None or n_documents == ids.shape[0]:
             return pooled

@@ -63,6 +63,31 @@ class WordNgrams:
         return grams
 
 
+def ngram_spans(document, ngram_range, lowercase):
+    """Where each word n-gram of ``document`` occurs, as :class:`WordNgrams` names it.
+
+    Returns
+    -------
+    spans : dict of str to list of (int, int)
+        For each n-gram, the ``(start, end)`` character spans of its
+        occurrences in ``document``, from the first character of its first
+        word to the last of its last word. Words are found in the original
+        text and normalised one by one, so a rare character that NFKC merges
+        across a word boundary may leave an n-gram without spans.
+    """
+    words = []
+    for match in _WORD.finditer(document):
+        word = unicodedata.normalize("NFKC", match.group())
+        words.append((word.lower() if lowercase else word, match.start(), match.end()))
+    spans = {}
+    low, high = ngram_range
+    for n in range(low, high + 1):
+        for start in range(len(words) - n + 1):
+            gram = words[start : start + n]
+            spans.setdefault(" ".join(word for word, _, _ in gram), []).append((gram[0][1], gram[-1][2]))
+    return spans
+
+
 # ngram_range="auto": word 1-2 grams, or 1-3 grams of characters for texts written
 # without spaces (where a "word" is one Han or Kana character), as character
 # 1-3 grams serve Chinese better than 1-2 grams (benchmarks/README.md).

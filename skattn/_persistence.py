@@ -44,6 +44,8 @@ MANIFEST = "manifest.json"
 # Fitted attributes kept as JSON, beside the parts; model_, tokenizer_,
 # config_ and ngram_vectorizer_ have parts or fields of their own.
 _CURVES = ("loss_curve_", "grad_norm_curve_", "validation_scores_", "best_score_", "best_loss_", "n_iter_", "n_tokens_seen_")
+# How the last fit ran; files written before these existed load without them.
+_FIT_FACTS = ("fit_time_", "fit_device_", "fit_precision_")
 
 # Parameters that steer a run on one machine rather than describe the model:
 # saved as their defaults (a callable or a directory means nothing elsewhere).
@@ -107,6 +109,7 @@ def _write_estimator(archive, prefix, estimator):
     write("tokenizer.json", estimator.tokenizer_.to_str().encode("utf-8"), compress=True)
     fitted = {"config": estimator.config_.to_dict()}
     fitted.update({name: getattr(estimator, name) for name in _CURVES})
+    fitted.update({name: getattr(estimator, name) for name in _FIT_FACTS if hasattr(estimator, name)})
     if hasattr(estimator, "classes_"):
         fitted["classes"] = _array_to_json(estimator.classes_)
         fitted["multilabel"] = bool(estimator._multilabel)
@@ -269,6 +272,9 @@ def _read_estimator(archive, prefix, entry, path):
     estimator.tokenizer_ = tokenizer
     for name in _CURVES:
         setattr(estimator, name, fitted[name])
+    for name in _FIT_FACTS:
+        if name in fitted:
+            setattr(estimator, name, fitted[name])
     if "classes" in fitted:
         estimator.classes_ = np.asarray(fitted["classes"]["values"], dtype=np.dtype(fitted["classes"]["dtype"]))
         estimator._multilabel = bool(fitted["multilabel"])

@@ -1,18 +1,63 @@
-"""Training progress on stderr: a bar per epoch on a terminal, one line per epoch elsewhere."""
+"""Progress on stderr: a bar per epoch on a terminal, one line per epoch elsewhere, and inference bars."""
 
+import multiprocessing
 import sys
+import threading
 import time
+
+# verbose="auto" shows an inference bar from this many documents on.
+AUTO_INFERENCE_DOCUMENTS = 10_000
+
+
+def interactive():
+    """Whether a person is likely watching: stderr is a terminal, in the main thread of a main process.
+
+    joblib's, Dask's and multiprocessing's workers are child processes or
+    threads, and inherit the terminal: they stay silent under ``"auto"``.
+    """
+    return (
+        _is_terminal(sys.stderr)
+        and multiprocessing.parent_process() is None
+        and threading.current_thread() is threading.main_thread()
+    )
+
+
+def resolve_verbose(verbose):
+    """``verbose`` as an int: ``"auto"`` is 1 where :func:`interactive`, else 0."""
+    if isinstance(verbose, str):  # "auto", the only string the parameter takes
+        return 1 if interactive() else 0
+    return int(verbose)
+
+
+def inference_bar(verbose, n_documents, chunk, description):
+    """A bar over ``n_documents`` for ``predict`` / ``transform``, or one that shows nothing.
+
+    ``"auto"``: from :data:`AUTO_INFERENCE_DOCUMENTS` documents on, where
+    :func:`interactive`. An int ``verbose >= 1``: on a terminal, when the
+    documents span more than one ``chunk``. Updated once per chunk.
+    """
+    if isinstance(verbose, str):
+        show = n_documents >= AUTO_INFERENCE_DOCUMENTS and interactive()
+    else:
+        show = verbose >= 1 and n_documents > chunk and _is_terminal(sys.stderr)
+    if not show:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=n_documents, desc=description, file=sys.stderr, leave=False, dynamic_ncols=True, unit="doc")
 
 
 class Progress:
     """Progress on stderr: a bar per epoch on a terminal, one line per epoch otherwise.
 
-    ``verbose=0`` prints nothing; ``verbose=1`` shows a bar (loss, tokens/s,
+    ``verbose=0`` prints nothing; ``"auto"`` is 1 when :func:`interactive`,
+    else 0; ``verbose=1`` shows a bar (loss, tokens/s,
     ETA) when stderr is a terminal and a line per epoch when it is not (logs,
     CI, notebooks); ``verbose>=2`` always prints the per-epoch lines.
     """
 
     def __init__(self, verbose, description, max_epochs):
+        verbose = resolve_verbose(verbose)
         self.verbose = verbose
         self.description = description
         self.max_epochs = max_epochs
@@ -56,7 +101,7 @@ class _Bar:
 
 
 class _NoBar:
-    def update(self, loss, tokens, started):
+    def update(self, *args):
         pass
 
     def close(self):

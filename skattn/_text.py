@@ -345,16 +345,24 @@ def encode(tokenizer, documents, *, max_length, chunk=False):
     else:
         token_ids = _leading_token_ids(tokenizer, documents, content)
     windows, counts = [], np.zeros(len(documents) + 1, dtype=np.int64)
-    overlap = content // 4
     for index, ids in enumerate(token_ids):
-        start = 0
-        while True:
+        for start in window_starts(len(ids), content):
             windows.append(np.array([CLS_ID, *ids[start : start + content], SEP_ID], dtype=np.int32))
             counts[index + 1] += 1
-            if start + content >= len(ids):
-                break
-            start += content - overlap
     return EncodedTexts(windows, np.cumsum(counts), max_length)
+
+
+def window_starts(n_tokens, content):
+    """Where each window of :func:`encode` starts in a document of ``n_tokens`` tokens.
+
+    Windows hold ``content`` tokens (besides ``[CLS]`` and ``[SEP]``) and
+    overlap by a quarter of that; a document always has at least one.
+    """
+    starts, start = [0], 0
+    while start + content < n_tokens:
+        start += content - content // 4
+        starts.append(start)
+    return starts
 
 
 # A word ends before any of these characters, whatever follows: whitespace,

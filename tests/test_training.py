@@ -602,3 +602,24 @@ def test_resume_refuses_a_checkpoint_written_with_another_encoder(tmp_path, othe
 def test_early_stopping_on_too_little_data_names_validation_fraction():
     with pytest.raises(ValueError, match=r"early_stopping=True cannot hold out validation_fraction=0.1 of 6 training documents \(1 documents\) stratified over 3 classes"):
         AttentionClassifier(**dict(TINY, early_stopping=True)).fit(TOPIC_TEXTS[:6], TOPIC_LABELS[:6])
+
+
+# -- max_epochs="auto" --------------------------------------------------------------------------
+
+
+def test_auto_max_epochs_shrinks_with_the_number_of_documents():
+    from skattn._base import auto_max_epochs
+
+    assert [auto_max_epochs(n) for n in (1, 500, 8_000, 8_421, 10_000, 11_293, 40_848, 1_000_000)] == [10, 10, 10, 10, 8, 7, 2, 2]
+
+
+@pytest.mark.parametrize("estimator", [AttentionClassifier, AttentionEncoder])
+def test_auto_max_epochs_is_what_fit_runs(monkeypatch, estimator):
+    from skattn import _base
+
+    # 18 documents: a budget of 54 document passes is 3 epochs.
+    monkeypatch.setattr(_base, "AUTO_EPOCH_DOCUMENTS", 3 * len(TOPIC_TEXTS))
+    params = {**TINY, "max_epochs": "auto"}
+    fitted = estimator(**params).fit(TOPIC_TEXTS, TOPIC_LABELS if estimator is AttentionClassifier else None)
+    assert fitted.n_iter_ == len(fitted.loss_curve_) == 3
+    assert estimator().max_epochs == "auto"
