@@ -29,7 +29,7 @@ METHODS = ("gradient", "rollout")
 INTEGRATION_STEPS = 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Explanation:
     """Why an :class:`~skattn.AttentionClassifier` gave one document its score for one class.
 
@@ -180,7 +180,7 @@ class Explanation:
         return f"<div>{header}<br><span style='white-space: pre-wrap'>{''.join(pieces)}</span></div>"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AttentionWeights:
     """The attention weights of every layer and head of the encoder, over one document.
 

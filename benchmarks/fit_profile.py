@@ -1,0 +1,130 @@
+"""Where a default AttentionClassifier fit spends its time: the share outside the model.
+
+Times one ``fit`` end to end and, inside it, each phase by wrapping the
+functions that do it (wall time, ``time.perf_counter``): tokenizer training,
+the n-gram features, encoding into token ids, and in the training loop the
+batch preparation (padding, copies to the device), the forward pass (loss
+included), the backward pass, the optimizer step, and what is left of the loop
+(gradient clipping, the finite check, reading the loss, the schedule,
+progress). "Model" is forward + backward + optimizer; everything else is
+outside the model, the part a GPU cannot speed up. On a GPU, asynchronous
+kernels blur the split between forward, backward and the host work that
+waits for them: run it with ``CUDA_LAUNCH_BLOCKING=1`` there, or read only
+the total. See benchmarks/README.md.
+
+Run from the repository root::
+
+    python benchmarks/fit_profile.py                       # R8 (shipped), defaults
+    python benchmarks/fit_profile.py --dataset 20ng --max-docs 3000 --markdown
+"""
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from contextlib import ExitStack
+from unittest import mock
+
+import torch
+
+from _common import add_common_arguments, format_table, hardware_lines, load_split, resolve_quick
+
+PHASES = (
+    ("tokenizer training", "outside"),
+    ("n-gram features (fit)", "outside"),
+    ("encoding into token ids", "outside"),
+    ("building the model and optimizer", "outside"),
+    ("batch preparation", "outside"),
+    ("forward and loss", "model"),
+    ("backward", "model"),
+    ("optimizer step", "model"),
+    ("rest of the training loop", "outside"),
+    ("inference replica", "outside"),
+    ("rest of fit", "outside"),
+)
+
+
+def timer(seconds, phase, function):
+    """``function``, adding its wall time to ``seconds[phase]`` (nested calls counted once)."""
+    depth = [0]
+
+    def timed(*args, **kwargs):
+        depth[0] += 1
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+            if depth[0] == 0:
+                seconds[phase] += time.perf_counter() - started
+
+    return timed
+
+
+def profile_fit(X, y, params):
+    """Fit once with every phase timed; return ``(seconds per phase, fitted classifier)``."""
+    import skattn._base as base
+    import skattn._classifier as classifier
+    import skattn._heads as heads
+    import skattn._loop as loop
+    from skattn import AttentionClassifier
+
+    seconds = defaultdict(float)
+    # A phase named twice gets one timer per function; they never nest.
+    patches = [
+        (base, "train_tokenizer", "tokenizer training"),
+        (classifier, "fit_ngram_vectorizer", "n-gram features (fit)"),
+        (base, "encode", "encoding into token ids"),
+        (base, "TextEncoder", "building the model and optimizer"),
+        (classifier, "_classifier_module", "building the model and optimizer"),
+        (base, "adamw", "building the model and optimizer"),
+        (base, "train", "training loop"),
+        (loop.TrainingData, "batch", "batch preparation"),
+        (heads.SequenceClassifier, "path_logits", "forward and loss"),
+        (torch.Tensor, "backward", "backward"),
+        (torch.optim.AdamW, "step", "optimizer step"),
+        (base._AttentionBase, "_prepare_inference", "inference replica"),
+    ]
+    with ExitStack() as stack:
+        for owner, name, phase in patches:
+            stack.enter_context(mock.patch.object(owner, name, timer(seconds, phase, getattr(owner, name))))
+        started = time.perf_counter()
+        clf = AttentionClassifier(**params).fit(X, y)
+        seconds["fit"] = time.perf_counter() - started
+    inside = sum(seconds[phase] for phase in ("batch preparation", "forward and loss", "backward", "optimizer step"))
+    seconds["rest of the training loop"] = seconds["training loop"] - inside
+    timed = sum(seconds[phase] for phase, _ in PHASES if phase != "rest of fit")
+    seconds["rest of fit"] = seconds["fit"] - timed
+    return seconds, clf
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="r8")
+    add_common_arguments(parser)
+    parser.add_argument("--params", default="{}", help="AttentionClassifier parameters as JSON (default: none)")
+    parser.add_argument("--markdown", action="store_true")
+    args = resolve_quick(parser.parse_args())
+    split = load_split(args.dataset, data_dir=args.data_dir, seed=args.seed, max_docs=args.max_docs, max_eval_docs=args.max_eval_docs)
+    params = {"random_state": args.seed, **json.loads(args.params)}
+    if args.max_epochs is not None:
+        params["max_epochs"] = args.max_epochs
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seconds, clf = profile_fit(split.train_texts, split.train_labels, params)
+    for line in hardware_lines(args):
+        print(line)
+    print(f"{args.dataset}: {len(split.train_texts):,} training documents, {clf.n_iter_} epochs, "
+          f"{clf.n_tokens_seen_:,} tokens, on {clf.fit_device_} in {clf.fit_precision_}; "
+          f"test accuracy {clf.score(split.eval_texts, split.eval_labels):.2%}\n")
+    total = seconds["fit"]
+    rows = [[phase, where, f"{seconds[phase]:,.2f}", f"{seconds[phase] / total:.1%}"] for phase, where in PHASES]
+    for where in ("model", "outside"):
+        share = sum(seconds[phase] for phase, part in PHASES if part == where)
+        rows.append([f"all {where} the model" if where == "outside" else "all model", "", f"{share:,.2f}", f"{share / total:.1%}"])
+    rows.append(["fit, end to end", "", f"{total:,.2f}", "100.0%"])
+    print(format_table(("phase", "part", "seconds", "share of fit"), rows, args.markdown, text_columns=(0, 1)))
+
+
+if __name__ == "__main__":
+    main()
