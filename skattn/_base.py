@@ -348,7 +348,9 @@ class _AttentionBase(BaseEstimator):
         model, autocast_dtype = self._inference_model(device)
         forward = model if method is None else getattr(model, method)
         outputs = np.empty((len(documents), n_outputs), dtype=np.float32)
-        bar = inference_bar(self.verbose, len(documents), _INFERENCE_CHUNK, type(self).__name__)
+        replicas = _distributed.current()
+        verbose = self.verbose if replicas is None or replicas.is_main else 0
+        bar = inference_bar(verbose, len(documents), _INFERENCE_CHUNK, type(self).__name__)
         for start in range(0, len(documents), _INFERENCE_CHUNK):
             inputs = self._inputs(documents[start : start + _INFERENCE_CHUNK])
             outputs[start : start + len(inputs)] = infer(

@@ -27,6 +27,8 @@ METHODS = ("gradient", "rollout")
 # change sharply along the path, so the importances' sum is only roughly the
 # change of the score; their ranking settles with far fewer points.
 INTEGRATION_STEPS = 32
+# Tokens run forward and backward at a time when integrating gradients.
+PASS_TOKENS = 2**16
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,8 +56,8 @@ class Explanation:
         (integrated gradients, Sundararajan et al., 2017): the dot product
         of each token's embedding with the gradient of the encoder path's
         score, averaged along the straight path from no token content (the
-        position embeddings alone) to the document. Their sum approximates
-        ``encoder_score`` minus the score of that empty input. Plain
+        position embeddings, ``[CLS]`` and ``[SEP]`` alone) to the document.
+        Their sum approximates ``encoder_score - encoder_baseline``. Plain
         gradient times input would add up to about nothing: the encoder's
         layer norms make its output blind to the scale of its input.
         With ``method="rollout"``: attention rollout (Abnar and Zuidema,
@@ -75,6 +77,10 @@ class Explanation:
     ngram_score : float
         The n-gram path's part (0.0 without that path). The document's score
         for ``target`` is ``encoder_score + ngram_score``.
+    encoder_baseline : float
+        The encoder path's score for ``target`` with no token content (every
+        token embedding but ``[CLS]`` and ``[SEP]`` zeroed): where the
+        integration path of ``method="gradient"`` starts.
     """
 
     text: str
@@ -88,6 +94,7 @@ class Explanation:
     ngram_importance: np.ndarray
     encoder_score: float
     ngram_score: float
+    encoder_baseline: float
 
     @property
     def encoder_share(self):
@@ -162,7 +169,7 @@ class Explanation:
 
     def _repr_html_(self):
         shade = self.character_importance()
-        scale = np.abs(shade).max() or 1.0
+        scale = np.abs(shade).max(initial=0.0) or 1.0
         pieces, start = [], 0
         # Runs of characters with the same shade become one <span>.
         for end in range(1, len(self.text) + 1):
@@ -196,7 +203,8 @@ class AttentionWeights:
         Their characters in ``text``; ``(0, 0)`` for ``[CLS]`` and ``[SEP]``.
     weights : numpy.ndarray of shape (n_layers, n_heads, n_tokens, n_tokens)
         ``weights[layer, head, i, j]``: how much token ``i`` attends to token
-        ``j``; each row sums to 1.
+        ``j``; each row sums to 1. Of shape ``(0, 0, n_tokens, n_tokens)``
+        for a model without layers.
     """
 
     text: str
@@ -226,7 +234,7 @@ def explain_documents(estimator, documents, targets, method):
     explanations = []
     for document, target in zip(documents, targets):
         tokens = _Tokens(estimator, document)
-        encoder_score, token_importance = _encoder_part(model, tokens, int(target), multilabel, method)
+        encoder_score, encoder_baseline, token_importance = _encoder_part(model, tokens, int(target), multilabel, method)
         grams, spans, ngram_importance = [], [], np.zeros(0)
         if estimator.ngram_vectorizer_ is not None:
             if vocabulary is None:
@@ -244,6 +252,7 @@ def explain_documents(estimator, documents, targets, method):
                 ngram_spans=spans,
                 ngram_importance=ngram_importance,
                 encoder_score=encoder_score,
+                encoder_baseline=encoder_baseline,
                 ngram_score=float(ngram_importance.sum()),
             )
         )
@@ -312,7 +321,7 @@ class _Tokens:
 
 
 def _encoder_part(model, tokens, target, multilabel, method):
-    """The encoder path's score for ``target`` and each token's importance."""
+    """The encoder path's score for ``target``, its score with no token content, and each token's importance."""
     encoder = model.encoder
     ids = tokens.window_ids(model.encoder_scale.device)  # (n_windows, width)
     positions = encoder.position_embedding(torch.arange(ids.shape[1], device=ids.device))  # (width, d_model)
@@ -329,21 +338,30 @@ def _encoder_part(model, tokens, target, multilabel, method):
 
     with torch.no_grad():
         token_embeddings = encoder.token_embedding(ids)  # (n_windows, width, d_model)
+        content = (ids != PAD_ID) & (ids != CLS_ID) & (ids != SEP_ID)
+        content_embeddings = token_embeddings * content.unsqueeze(-1)  # (n_windows, width, d_model)
+        fixed = token_embeddings - content_embeddings
         record = [] if method == "rollout" else None
         score = float(scores(token_embeddings + positions, 1, record)[0])
+        baseline = float(scores(fixed + positions, 1)[0])
     if method == "rollout":
         importance = tokens.to_tokens(_rollout(record, ids != PAD_ID, encoder.config.pooling))
-        return score, importance / importance.sum() if importance.sum() > 0 else importance
+        return score, baseline, importance / importance.sum() if importance.sum() > 0 else importance
     # Integrated gradients: the gradient at points from no token content (the
-    # position embeddings alone) to the document, midpoint rule.
+    # position embeddings, [CLS] and [SEP] alone) to the document, midpoint rule.
     alphas = (torch.arange(INTEGRATION_STEPS, device=ids.device, dtype=torch.float32) + 0.5) / INTEGRATION_STEPS
-    with torch.enable_grad():
-        scaled = (alphas[:, None, None, None] * token_embeddings).flatten(0, 1).requires_grad_()
-        path_scores = scores(scaled + positions, INTEGRATION_STEPS)
-        (gradient,) = torch.autograd.grad(path_scores.sum(), scaled)
-    gradient = gradient.view(INTEGRATION_STEPS, *token_embeddings.shape).mean(dim=0)  # (n_windows, width, d_model)
-    per_position = (gradient * token_embeddings).sum(-1)  # (n_windows, width)
-    return score, tokens.to_tokens(per_position.float().cpu().numpy())
+    # Steps run in passes of at most PASS_TOKENS tokens, bounding memory for long documents.
+    steps_per_pass = max(1, PASS_TOKENS // ids.numel())
+    gradient = torch.zeros_like(token_embeddings)
+    for first in range(0, INTEGRATION_STEPS, steps_per_pass):
+        part = alphas[first : first + steps_per_pass]
+        with torch.enable_grad():
+            scaled = (part[:, None, None, None] * content_embeddings + fixed).flatten(0, 1).requires_grad_()
+            path_scores = scores(scaled + positions, len(part))
+            (step_gradients,) = torch.autograd.grad(path_scores.sum(), scaled)
+        gradient += step_gradients.view(len(part), *token_embeddings.shape).sum(dim=0)
+    per_position = (gradient / INTEGRATION_STEPS * content_embeddings).sum(-1)  # (n_windows, width)
+    return score, baseline, tokens.to_tokens(per_position.float().cpu().numpy())
 
 
 def _rollout(record, keep, pooling):
@@ -375,5 +393,6 @@ def _ngram_part(estimator, model, document, target, multilabel, vocabulary):
         weights = weights - weights.mean(axis=1, keepdims=True)
     importance = row.data.astype(np.float64) * weights[:, target]
     grams = [vocabulary[column] for column in row.indices]
-    where = ngram_spans(document, fitted_ngram_range(estimator.ngram_vectorizer_), estimator.lowercase)
+    analyzer = estimator.ngram_vectorizer_.analyzer
+    where = ngram_spans(document, fitted_ngram_range(estimator.ngram_vectorizer_), analyzer.lowercase)
     return grams, [where.get(gram, []) for gram in grams], importance

@@ -66,19 +66,28 @@ class WordNgrams:
 def ngram_spans(document, ngram_range, lowercase):
     """Where each word n-gram of ``document`` occurs, as :class:`WordNgrams` names it.
 
+    Words are found as :class:`WordNgrams` finds them, in the normalised text
+    of each whitespace-separated chunk (NFKC never combines across
+    whitespace). Where normalising a chunk keeps its length, as for most
+    text, each word's span is exact; where it does not (a decomposed accent,
+    half-width kana, a ligature), every word of the chunk gets the whole
+    chunk's span.
+
     Returns
     -------
     spans : dict of str to list of (int, int)
         For each n-gram, the ``(start, end)`` character spans of its
         occurrences in ``document``, from the first character of its first
-        word to the last of its last word. Words are found in the original
-        text and normalised one by one, so a rare character that NFKC merges
-        across a word boundary may leave an n-gram without spans.
+        word to the last of its last word.
     """
     words = []
-    for match in _WORD.finditer(document):
-        word = unicodedata.normalize("NFKC", match.group())
-        words.append((word.lower() if lowercase else word, match.start(), match.end()))
+    for chunk in re.finditer(r"\S+", document):
+        text = unicodedata.normalize("NFKC", chunk.group())
+        text = text.lower() if lowercase else text
+        exact = len(text) == len(chunk.group())
+        for match in _WORD.finditer(text):
+            start, end = (chunk.start() + match.start(), chunk.start() + match.end()) if exact else chunk.span()
+            words.append((match.group(), start, end))
     spans = {}
     low, high = ngram_range
     for n in range(low, high + 1):

@@ -70,7 +70,8 @@ def summarize(estimator):
     info = {
         "n_parameters": total,
         "architecture": config.to_dict(),
-        "tokenizer": estimator.tokenizer,
+        # The fitted tokenizer's kind: a pretrained encoder's may differ from the parameter.
+        "tokenizer": type(estimator.tokenizer_.model).__name__.lower(),
         "vocabulary_size": estimator.tokenizer_.get_vocab_size(),
         "n_epochs": estimator.n_iter_,
         "n_tokens_seen": estimator.n_tokens_seen_,
@@ -96,7 +97,7 @@ def summarize(estimator):
         f"{config.n_layers} layers, {config.n_heads} heads, d_model {config.d_model}, d_ff {config.d_ff}, "
         f"{config.activation}, {config.pooling} pooling, {config.max_length} tokens per window",
     ))
-    rows.append(("vocabulary", f"{info['vocabulary_size']:,} tokens ({estimator.tokenizer})"))
+    rows.append(("vocabulary", f"{info['vocabulary_size']:,} tokens ({info['tokenizer']})"))
     vectorizer = getattr(estimator, "ngram_vectorizer_", None)
     if vectorizer is not None:
         from ._ngrams import fitted_ngram_range

@@ -55,7 +55,8 @@ def plot_learning_curve(estimator, *, ax=None):
     if estimator.validation_scores_:
         right = ax.twinx()
         scores = estimator.validation_scores_
-        (score_line,) = right.plot(np.arange(1, len(scores) + 1), scores, marker="s", color="tab:orange", label="validation score")
+        # Scores belong to the last epochs: an earlier warm-started fit may have had none.
+        (score_line,) = right.plot(epochs[-len(scores):], scores, marker="s", color="tab:orange", label="validation score")
         right.set_ylabel("validation score")
         lines.append(score_line)
         ax.right_ax = right
@@ -96,8 +97,9 @@ def plot_attention(estimator, text, *, layer=-1, head=None, ax=None):
     side = min(12, 2 + 0.25 * n)
     ax = _axes(ax, (side + 1, side))
     image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=max(float(matrix.max()), 1e-9))
-    ax.set_xticks(range(n), attention.tokens, rotation=90, fontsize=8)
-    ax.set_yticks(range(n), attention.tokens, fontsize=8)
+    # parse_math=False: a "$" in a token is a dollar sign, not the start of a formula.
+    ax.set_xticks(range(n), attention.tokens, rotation=90, fontsize=8, parse_math=False)
+    ax.set_yticks(range(n), attention.tokens, fontsize=8, parse_math=False)
     ax.set_xlabel("attended token (key)")
     ax.set_ylabel("attending token (query)")
     layer_number = layer % n_layers + 1
@@ -127,7 +129,7 @@ def plot_explanation(explanation, *, width=80, ax=None):
     ax : matplotlib.axes.Axes
     """
     shade = explanation.character_importance()
-    scale = float(np.abs(shade).max()) or 1.0
+    scale = float(np.abs(shade).max(initial=0.0)) or 1.0
     lines = _wrap(explanation.text, width)
     font_size = 10
     if ax is None:
@@ -147,7 +149,7 @@ def plot_explanation(explanation, *, width=80, ax=None):
             value = shade[column] / scale
             ax.text(
                 column - start, row, explanation.text[column:run_end], family="monospace", fontsize=font_size,
-                va="top", ha="left",
+                va="top", ha="left", parse_math=False,
                 bbox=dict(facecolor=colormap(0.5 + 0.5 * value), edgecolor="none", pad=0.5, alpha=min(1.0, abs(value) + 0.05)),
             )
             column = run_end
@@ -157,7 +159,7 @@ def plot_explanation(explanation, *, width=80, ax=None):
     ax.set_title(
         f"{explanation.target}: encoder {explanation.encoder_share:.0%}, n-grams {explanation.ngram_share:.0%} "
         f"(green for, red against)",
-        fontsize=10, loc="left",
+        fontsize=10, loc="left", parse_math=False,
     )
     return ax
 
@@ -174,7 +176,7 @@ def _wrap(text, width):
         if len(text) - start <= width:
             lines.append((start, len(text)))
             break
-        space = text.rfind(" ", start + 1, start + width)
+        space = text.rfind(" ", start + 1, start + width + 1)
         end = space + 1 if space != -1 else start + width
         lines.append((start, end))
         start = end
@@ -206,6 +208,8 @@ def plot_confusion_matrix(estimator, X, y, *, normalize=None, ax=None, **kwargs)
     from sklearn.metrics import ConfusionMatrixDisplay
 
     check_is_fitted(estimator)
+    if getattr(estimator, "_multilabel", False):
+        raise ValueError("plot_confusion_matrix needs a single-label classifier; this one was fitted on multilabel y.")
     n_classes = len(estimator.classes_)
     ax = _axes(ax, (min(14, 3 + 0.45 * n_classes),) * 2)
     options = {"xticks_rotation": "vertical" if n_classes > 6 else "horizontal", "include_values": n_classes <= 20}
