@@ -294,12 +294,16 @@ class _AttentionBase(BaseEstimator):
             score_fn=score_fn,
             checkpoint=checkpoint,
             resume=self.resume,
-            progress=Progress(self.verbose if replicas is None or replicas.is_main else 0, description, max_epochs),
+            progress=Progress(self._verbose_here(replicas), description, max_epochs),
             callbacks=self.callbacks or (),
             advice=f"Try a lower learning_rate (now {self.learning_rate}) or precision='fp32'.",
             replicas=replicas,
         )
         return history, optimizer.state_dict()
+
+    def _verbose_here(self, replicas):
+        """``verbose`` in this process: rank 0 of a process group speaks for all, the others are silent."""
+        return self.verbose if replicas is None or replicas.is_main else 0
 
     def _record(self, history, *, started, device, warm=False):
         """Set the fitted attributes that describe training from ``history``.
@@ -348,9 +352,7 @@ class _AttentionBase(BaseEstimator):
         model, autocast_dtype = self._inference_model(device)
         forward = model if method is None else getattr(model, method)
         outputs = np.empty((len(documents), n_outputs), dtype=np.float32)
-        replicas = _distributed.current()
-        verbose = self.verbose if replicas is None or replicas.is_main else 0
-        bar = inference_bar(verbose, len(documents), _INFERENCE_CHUNK, type(self).__name__)
+        bar = inference_bar(self._verbose_here(_distributed.current()), len(documents), _INFERENCE_CHUNK, type(self).__name__)
         for start in range(0, len(documents), _INFERENCE_CHUNK):
             inputs = self._inputs(documents[start : start + _INFERENCE_CHUNK])
             outputs[start : start + len(inputs)] = infer(

@@ -71,16 +71,20 @@ def explicit_attention(q, k, v, attend):
     row gets uniform weights, not NaN. The softmax subtracts each row's
     maximum, so no row overflows however negative its scores.
     """
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (batch, heads, seq, seq)
+    scores = attention_scores(q, k)  # (batch, heads, seq, seq)
     bias = torch.zeros((), dtype=scores.dtype, device=scores.device)
     scores += bias.masked_fill(~attend, torch.finfo(scores.dtype).min)
     return torch.softmax(scores, dim=-1) @ v  # (batch, heads, seq, head_dim)
 
 
+def attention_scores(q, k):
+    """Scaled dot products of queries and keys, ``(batch, heads, seq, seq)``."""
+    return (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
+
+
 def attention_weights(q, k, attend):
     """The softmax weights of :func:`explicit_attention`, shape ``(batch, heads, seq, seq)``."""
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
-    scores = scores.masked_fill(~attend, torch.finfo(scores.dtype).min)
+    scores = attention_scores(q, k).masked_fill(~attend, torch.finfo(q.dtype).min)
     return torch.softmax(scores, dim=-1)
 
 
