@@ -12,10 +12,18 @@ kernels blur the split between forward, backward and the host work that
 waits for them: run it with ``CUDA_LAUNCH_BLOCKING=1`` there, or read only
 the total. See benchmarks/README.md.
 
+``--count-reads`` fits once more, untimed, counting the values the training
+loop reads back from its tensors (``.item()``, ``float()``, ``bool()``: each is
+an ``aten._local_scalar_dense`` call, and on a GPU each makes the host wait
+for the device), per optimizer step. Run it with ``SKATTN_FAST_PATHS=0`` to
+count on the code path a GPU takes (the CPU fast paths read CPU values of
+their own).
+
 Run from the repository root::
 
     python benchmarks/fit_profile.py                       # R8 (shipped), defaults
     python benchmarks/fit_profile.py --dataset 20ng --max-docs 3000 --markdown
+    SKATTN_FAST_PATHS=0 python benchmarks/fit_profile.py --count-reads --max-docs 1000
 """
 
 import argparse
@@ -98,12 +106,42 @@ def profile_fit(X, y, params):
     return seconds, clf
 
 
+def count_reads(X, y, params):
+    """Fit once counting value reads inside the training loop; return ``(reads, optimizer steps)``."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import skattn._base as base
+    from skattn import AttentionClassifier
+
+    counts = {"reads": 0, "steps": 0}
+
+    class CountReads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                counts["reads"] += 1
+            return func(*args, **(kwargs or {}))
+
+    def counted_train(*args, **kwargs):
+        with CountReads():
+            return train(*args, **kwargs)
+
+    def counted_step(self, *args, **kwargs):
+        counts["steps"] += 1
+        return step(self, *args, **kwargs)
+
+    train, step = base.train, torch.optim.AdamW.step
+    with mock.patch.object(base, "train", counted_train), mock.patch.object(torch.optim.AdamW, "step", counted_step):
+        AttentionClassifier(**params).fit(X, y)
+    return counts["reads"], counts["steps"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="r8")
     add_common_arguments(parser)
     parser.add_argument("--params", default="{}", help="AttentionClassifier parameters as JSON (default: none)")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--count-reads", action="store_true", help="also count value reads per optimizer step (a second, untimed fit)")
     args = resolve_quick(parser.parse_args())
     split = load_split(args.dataset, data_dir=args.data_dir, seed=args.seed, max_docs=args.max_docs, max_eval_docs=args.max_eval_docs)
     params = {"random_state": args.seed, **json.loads(args.params)}
@@ -124,6 +162,10 @@ def main():
         rows.append([f"all {where} the model" if where == "outside" else "all model", "", f"{share:,.2f}", f"{share / total:.1%}"])
     rows.append(["fit, end to end", "", f"{total:,.2f}", "100.0%"])
     print(format_table(("phase", "part", "seconds", "share of fit"), rows, args.markdown, text_columns=(0, 1)))
+    if args.count_reads:
+        reads, steps = count_reads(split.train_texts, split.train_labels, params)
+        print(f"\nvalue reads in the training loop (each waits for a GPU): {reads:,} in {steps:,} optimizer steps "
+              f"({reads / max(steps, 1):.2f} per step)")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,11 @@ ROWS = (
         "bert-tricks", "bert", "bf16", "bucketed",
         "BertForSequenceClassification, bf16 autocast, skattn's length buckets, no attention dropout",
     ),
+    Row(
+        "bert-fp32-bucketed", "bert", "fp32", "bucketed",
+        "BertForSequenceClassification, fp32, skattn's length buckets, no attention dropout: the peer "
+        "for CPUs without bf16",
+    ),
     Row("torch-padded", "torch", "fp32", "fixed", "nn.TransformerEncoder (pre-LN, GELU), fp32, pad to 256"),
     Row(
         "skattn-onnx", "onnxruntime", "fp32", "bucketed",

@@ -6,7 +6,7 @@ The public names are imported on first use, so that ``import skattn.onnx``
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 _PUBLIC = {
     "AttentionClassifier": "._classifier",

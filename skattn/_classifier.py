@@ -73,8 +73,10 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         trained in the same loop on its own loss. The classifier's logits are
         ``encoder_logit_scale`` times the encoder's plus the n-gram path's.
         A word is a run of letters, digits and underscores, except that
-        each Han, Hiragana or Katakana character is a word of its own. ``"auto"`` takes ``(1, 2)``, or
-        ``(1, 3)`` when most words of the training texts are such single
+        each Han, Hiragana or Katakana character is a word of its own, and
+        so is each punctuation mark, symbol or emoji (any other character
+        but whitespace). ``"auto"`` takes ``(1, 2)``, or ``(1, 3)`` when most
+        words of the training texts are single Han, Hiragana or Katakana
         characters (text written without spaces); the range used is
         ``ngram_vectorizer_.analyzer.ngram_range``. None trains the encoder
         alone.

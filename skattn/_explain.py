@@ -394,5 +394,5 @@ def _ngram_part(estimator, model, document, target, multilabel, vocabulary):
     importance = row.data.astype(np.float64) * weights[:, target]
     grams = [vocabulary[column] for column in row.indices]
     analyzer = estimator.ngram_vectorizer_.analyzer
-    where = ngram_spans(document, fitted_ngram_range(estimator.ngram_vectorizer_), analyzer.lowercase)
+    where = ngram_spans(document, fitted_ngram_range(estimator.ngram_vectorizer_), analyzer.lowercase, analyzer.marks)
     return grams, [where.get(gram, []) for gram in grams], importance

@@ -224,6 +224,8 @@ def train(
     progress = progress if progress is not None else _Silent()
     check = partial(_check_finite, description=description, advice=advice)
     step = _Step(module, loss_fn, replicas)
+    deferred = replicas is None and _skips_on_flag(optimizer, device)
+    values = _StepValues(optimizer, device, check, deferred)
 
     module.train()
     for epoch in range(start_epoch, max_epochs):
@@ -232,7 +234,8 @@ def train(
         started = time.perf_counter()
         batches = length_batches(lengths, batch_size, shuffle=True, generator=rng)
         last_good = _snapshot(module)
-        total_loss, total_weight, epoch_tokens = 0.0, 0.0, 0
+        values.start_epoch(epoch)
+        epoch_tokens = 0
         largest_norm = torch.zeros((), device=device)
         bar = progress.epoch_bar(epoch, len(batches))
         # Ctrl-C arrives as KeyboardInterrupt between two Python statements. It
@@ -242,30 +245,28 @@ def train(
         try:
             for batch_number, rows in enumerate(batches):
                 optimizer.zero_grad(set_to_none=True)
-                loss, shapes = step.accumulate_gradients(
-                    data, rows, lengths, token_budget, rng, device, autocast,
-                    partial(check, epoch=epoch, batch_number=batch_number),
-                )
+                loss, shapes = step.accumulate_gradients(data, rows, lengths, token_budget, rng, device, autocast)
                 norm = torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-                check(norm, epoch=epoch, batch_number=batch_number, what="gradient norm")
+                weight = len(rows) if data.weights is None else float(data.weights[rows].sum())
+                values.record(loss, norm, batch_number, weight)
                 largest_norm = torch.maximum(largest_norm, norm.detach())
                 stepping = True
-                optimizer.step()
+                values.step()
                 scheduler.step()
                 stepping = False
-                weight = len(rows) if data.weights is None else float(data.weights[rows].sum())
-                total_loss += loss * weight
-                total_weight += weight
                 step_tokens = int(lengths[rows].sum())
                 epoch_tokens += step_tokens
-                bar.update(total_loss / max(total_weight, 1e-12), epoch_tokens, started)
-                for callback in callbacks:
-                    callback(TrainingEvent(
-                        "step", epoch + 1, batch_number + 1, loss, step_tokens,
+                bar.update(values.mean_loss, epoch_tokens, started)
+                if callbacks:
+                    values.read()  # callbacks see checked steps only
+                    event = TrainingEvent(
+                        "step", epoch + 1, batch_number + 1, float(loss), step_tokens,
                         time.perf_counter() - started, shapes, None, module,
-                    ))
+                    )
+                    for callback in callbacks:
+                        callback(event)
+            epoch_loss = values.mean_loss()
             bar.close()
-            epoch_loss = total_loss / max(total_weight, 1e-12)
             if validation is not None:
                 score = float(score_fn(module, validation))
                 if replicas is not None:
@@ -274,6 +275,11 @@ def train(
         except KeyboardInterrupt:
             bar.close()
             if replicas is not None:
+                module.load_state_dict(last_good)
+                raise
+            try:
+                values.read()  # a non-finite step before the interrupt is the run's real end
+            except FloatingPointError:
                 module.load_state_dict(last_good)
                 raise
             if stepping:
@@ -332,21 +338,23 @@ class _Step:
         self.replicas = replicas
         self.wrapped = None if replicas is None else replicas.wrap(LossModule(module, loss_fn))
 
-    def accumulate_gradients(self, data, rows, lengths, token_budget, rng, device, autocast, check):
+    def accumulate_gradients(self, data, rows, lengths, token_budget, rng, device, autocast):
         """Backpropagate the loss of one batch; return its value and the shapes of its parts' ids.
 
         A batch of documents split into many windows can exceed ``token_budget``
         tokens; it is then processed in parts of whole documents whose gradients
         add up to the batch's, so memory stays bounded while each optimiser step
-        still sees ``batch_size`` documents. With replicas, this rank takes its
-        share of ``rows``; the value returned is the whole batch's loss, and a
-        non-finite loss on any rank raises on all of them.
+        still sees ``batch_size`` documents. Alone, the value is a 0-d tensor on
+        ``device`` (reading it would wait for the device). With replicas, this
+        rank takes its share of ``rows``, and the value is the whole batch's
+        loss as a float, agreed by all ranks: non-finite on every rank when it
+        is on any.
         """
         scale = 1.0
         if self.replicas is not None:
             rows, scale = self.replicas.shard(rows)
         parts = split_by_tokens(rows, lengths[rows], len(rows), token_budget)
-        value, finite = 0.0, True
+        value = 0.0
         shapes = []
         for index, part in enumerate(parts):
             batch = data.batch(part, device)
@@ -355,21 +363,17 @@ class _Step:
             if self.replicas is None:
                 with autocast:
                     loss = self.loss_fn(self.module, batch, rng)
-                check(loss)
                 (loss * share).backward()
             else:
                 # Gradients are exchanged once per step: in the backward pass of the last part.
                 with no_sync(self.wrapped, last=index == len(parts) - 1):
                     with autocast:
                         loss = self.wrapped(batch, rng)
-                    finite = finite and bool(torch.isfinite(loss))
                     (loss * share).backward()
-            value += loss.item() * share
+            value = value + loss.detach().float() * share
         if self.replicas is not None:
-            value, n_not_finite = self.replicas.sum([value, 0.0 if finite else 1.0])
-            value /= self.replicas.world_size
-            if n_not_finite:
-                check(torch.tensor(float("nan") if np.isnan(value) else float("inf")))
+            # A non-finite value on any rank makes the sum non-finite on all of them.
+            value = self.replicas.sum([float(value)])[0] / self.replicas.world_size
         return value, tuple(shapes)
 
     def close(self):
@@ -438,13 +442,107 @@ def _stop_after_interrupt(module, history, best_weights, description, when):
     )
 
 
-def _check_finite(value, *, description, advice, epoch, batch_number, what="training loss"):
-    if not torch.isfinite(value):
+def _check_finite(value, *, description, advice, epoch, batch_number, what):
+    value = float(value)
+    if not np.isfinite(value):
         raise FloatingPointError(
-            f"{description}: the {what} became {value.item()} at epoch {epoch + 1}, batch "
+            f"{description}: the {what} became {value} at epoch {epoch + 1}, batch "
             f"{batch_number + 1}; the fit was stopped and no weights were changed by that "
             f"batch. {advice}".rstrip()
         )
+
+
+# Optimizer steps between two reads of the deferred finite checks (each read
+# waits for the device).
+FINITE_CHECK_INTERVAL = 32
+
+
+def _skips_on_flag(optimizer, device):
+    """Whether ``optimizer.step`` honours a ``found_inf`` flag: the fused Adam(W) kernels of CPU and CUDA do."""
+    return bool(optimizer.defaults.get("fused")) and device.type in ("cpu", "cuda")
+
+
+class _StepValues:
+    """Each step's loss and gradient norm in an epoch: checked finite before they reach the weights, and summed.
+
+    Reading a value that a GPU computed makes the host wait for the device.
+    So where the optimizer can skip its update on a flag that stays on the
+    device (``deferred``: the fused kernels' ``found_inf``, the flag
+    ``torch.amp.GradScaler`` hands them), losses and norms are kept on the
+    device and read together every :data:`FINITE_CHECK_INTERVAL` steps, when
+    a caller asks (:meth:`read`, :meth:`mean_loss`) and at the end of each
+    epoch. The flag turns on at the first non-finite value and stays on, so
+    that step and every later one leave the weights and the optimizer's
+    state untouched until the read raises. Otherwise each step is read
+    before its update.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+    device : torch.device
+    check : callable
+        ``check(value, epoch=, batch_number=, what=)`` raises on a non-finite value.
+    deferred : bool
+        Whether to keep the values on the device between reads.
+    """
+
+    def __init__(self, optimizer, device, check, deferred):
+        self.optimizer = optimizer
+        self.check = check
+        self.deferred = deferred
+        # float32 whatever the default dtype: the fused kernels read found_inf as float.
+        self.found_inf = torch.zeros((), dtype=torch.float32, device=device) if deferred else None
+        self.start_epoch(0)
+
+    def start_epoch(self, epoch):
+        self.epoch = epoch
+        self.total_loss, self.total_weight = 0.0, 0.0
+        self.pending = []  # (batch_number, loss, norm, weight) not read yet
+
+    def record(self, loss, norm, batch_number, weight):
+        """Note one step's loss (a float or a 0-d tensor), gradient norm and weight, before its update."""
+        if not self.deferred:
+            self._check_and_add([(batch_number, float(loss), float(norm), weight)])
+            return
+        loss = torch.as_tensor(loss, dtype=torch.float32, device=self.found_inf.device)
+        bad = torch.logical_not(torch.isfinite(loss) & torch.isfinite(norm))
+        self.found_inf = torch.maximum(self.found_inf, bad.to(torch.float32))
+        self.pending.append((batch_number, loss, norm.detach().float(), weight))
+        if len(self.pending) >= FINITE_CHECK_INTERVAL:
+            self.read()
+
+    def step(self):
+        """The optimizer's step, skipped on the device from the first non-finite step on."""
+        if not self.deferred:
+            self.optimizer.step()
+            return
+        self.optimizer.found_inf = self.found_inf
+        try:
+            self.optimizer.step()
+        finally:
+            del self.optimizer.found_inf
+
+    def read(self):
+        """Read the steps not read yet (one wait for the device); raise ``FloatingPointError`` at the first non-finite one."""
+        if not self.pending:
+            return
+        read = torch.stack([torch.stack([loss, norm]) for _, loss, norm, _ in self.pending]).cpu().tolist()
+        steps = [(batch_number, loss, norm, weight) for (batch_number, _, _, weight), (loss, norm) in zip(self.pending, read)]
+        self._check_and_add(steps)
+        self.pending = []  # only once checked: an interrupted read leaves them for the next
+
+    def mean_loss(self):
+        """The weighted mean loss of the epoch's steps so far (reads the pending ones)."""
+        self.read()
+        return self.total_loss / max(self.total_weight, 1e-12)
+
+    def _check_and_add(self, steps):
+        for batch_number, loss, norm, weight in steps:
+            self.check(loss, epoch=self.epoch, batch_number=batch_number, what="training loss")
+            self.check(norm, epoch=self.epoch, batch_number=batch_number, what="gradient norm")
+        for _, loss, _, weight in steps:
+            self.total_loss += loss * weight
+            self.total_weight += weight
 
 
 def _snapshot(module):

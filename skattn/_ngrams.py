@@ -11,6 +11,7 @@ scripts written without spaces (Chinese, Japanese) yield one "word" per
 character, as the subword tokenizer sees them, instead of one per sentence.
 """
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -28,6 +29,51 @@ MAX_NGRAM_FEATURES = 2**18
 # tokenizer's pre-tokenizer splits them (Python's re has no \p{Han}).
 _ISOLATED = "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _WORD = re.compile(f"[{_ISOLATED}]|[^\\W{_ISOLATED}]+")
+# Where Unicode puts combining marks (Mn, Mc, Me) and format characters (Cf):
+# everything outside these ranges is CJK ideographs, Hangul syllables,
+# surrogates or private use (tests/test_ngrams.py checks against a full scan).
+_COMBINING_SCAN = ((0, 0x3400), (0x4DC0, 0x4E00), (0xA000, 0xAC00), (0xD7A4, 0xD800), (0xF900, 0x20000), (0xE0000, 0xE1000))
+_EMOJI_MODIFIERS = (0x1F3FB, 0x1F3FF)  # skin tones (category Sk), which belong to the emoji before them
+
+
+def _character_class(code_points):
+    """A regular-expression character class body for sorted ``code_points``, as ranges."""
+    ranges = []
+    for point in code_points:
+        if ranges and ranges[-1][1] == point - 1:
+            ranges[-1][1] = point
+        else:
+            ranges.append([point, point])
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+
+
+@functools.cache
+def _word_pattern(marks):
+    """The regular expression that finds words, without or with punctuation marks and symbols.
+
+    With ``marks``, combining marks stay with the letters they modify (vowel
+    signs of Indic scripts, Thai tones, Arabic harakat); zero-width joiners
+    and non-joiners inside a word keep it whole (Persian); a punctuation
+    mark, symbol or emoji is a word of its own, with its variation selector,
+    skin tone and zero-width-joined emoji; other format characters (soft
+    hyphen, zero-width space) are dropped.
+    """
+    if not marks:
+        return _WORD
+    combining, formats = [], []
+    for start, stop in _COMBINING_SCAN:
+        for point in range(start, stop):
+            category = unicodedata.category(chr(point))
+            if category in ("Mn", "Mc", "Me"):
+                combining.append(point)
+            elif category == "Cf":
+                formats.append(point)
+    extend = _character_class(combining + list(range(_EMOJI_MODIFIERS[0], _EMOJI_MODIFIERS[1] + 1)))
+    formats = _character_class(formats)
+    word = f"[^\\W{_ISOLATED}](?:[^\\W{_ISOLATED}]|[{extend}\u200c\u200d])*"
+    isolated = f"[{_ISOLATED}][{extend}]*"
+    mark = f"[^\\w\\s{extend}{formats}](?:[{extend}]|\u200d[^\\w\\s{extend}{formats}])*"
+    return re.compile(f"{isolated}|{word}|{mark}")
 
 
 class WordNgrams:
@@ -36,10 +82,10 @@ class WordNgrams:
     Texts are NFKC-normalised and optionally lowercased, as by skattn's
     subword tokenizer. A word is a run of letters, digits and underscores,
     except that every Han, Hiragana or Katakana character is a word of its
-    own, so that texts written without spaces yield words too; punctuation
-    and whitespace separate words and are dropped. This is plain Python
-    ``re``, cheaper than calling the tokenizer's pre-tokenizer once per
-    document.
+    own, so that texts written without spaces yield words too; with
+    ``marks``, so is every other character but whitespace (punctuation,
+    symbols, emoji), else those are dropped. This is plain Python ``re``,
+    cheaper than calling the tokenizer's pre-tokenizer once per document.
 
     Parameters
     ----------
@@ -47,15 +93,21 @@ class WordNgrams:
         Smallest and largest ``n``.
     lowercase : bool
         Whether to lowercase texts first.
+    marks : bool, default=True
+        Whether punctuation marks and symbols are words.
     """
 
-    def __init__(self, ngram_range, lowercase):
+    # Analyzers pickled before ``marks`` existed dropped the marks.
+    marks = False
+
+    def __init__(self, ngram_range, lowercase, marks=True):
         self.ngram_range = tuple(ngram_range)
         self.lowercase = lowercase
+        self.marks = marks
 
     def __call__(self, document):
         text = unicodedata.normalize("NFKC", document)
-        words = _WORD.findall(text.lower() if self.lowercase else text)
+        words = _word_pattern(self.marks).findall(text.lower() if self.lowercase else text)
         low, high = self.ngram_range
         grams = list(words) if low == 1 else []
         for n in range(max(low, 2), high + 1):
@@ -63,7 +115,7 @@ class WordNgrams:
         return grams
 
 
-def ngram_spans(document, ngram_range, lowercase):
+def ngram_spans(document, ngram_range, lowercase, marks):
     """Where each word n-gram of ``document`` occurs, as :class:`WordNgrams` names it.
 
     Words are found as :class:`WordNgrams` finds them, in the normalised text
@@ -85,7 +137,7 @@ def ngram_spans(document, ngram_range, lowercase):
         text = unicodedata.normalize("NFKC", chunk.group())
         text = text.lower() if lowercase else text
         exact = len(text) == len(chunk.group())
-        for match in _WORD.finditer(text):
+        for match in _word_pattern(marks).finditer(text):
             start, end = (chunk.start() + match.start(), chunk.start() + match.end()) if exact else chunk.span()
             words.append((match.group(), start, end))
     spans = {}
@@ -130,6 +182,11 @@ def fitted_ngram_range(vectorizer):
     return vectorizer.analyzer.ngram_range
 
 
+def fitted_ngram_marks(vectorizer):
+    """Whether a vectorizer of :func:`fit_ngram_vectorizer` counts punctuation marks and symbols as words."""
+    return vectorizer.analyzer.marks
+
+
 def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
     """Fit a TF-IDF vectorizer of word n-grams on ``documents`` and transform them.
 
@@ -162,7 +219,7 @@ def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
         if "empty vocabulary" not in str(error):
             raise
         raise ValueError(
-            "The training texts contain no word (only punctuation or whitespace); "
+            "The training texts contain no word (only whitespace); "
             "pass ngram_range=None to train without the n-gram path."
         ) from None
     # The pruned n-grams can outnumber the kept ones many times over and are
@@ -214,11 +271,12 @@ def ngram_vocabulary(vectorizer):
     return terms, np.asarray(vectorizer.idf_, dtype=np.float64)
 
 
-def restore_ngram_vectorizer(terms, idf, *, ngram_range, lowercase):
+def restore_ngram_vectorizer(terms, idf, *, ngram_range, lowercase, marks):
     """The vectorizer :func:`ngram_vocabulary` describes, ready for :func:`transform_ngrams`."""
     if len(terms) != len(idf) or len(set(terms)) != len(terms):
         raise ValueError("the n-gram vocabulary and its idf do not match.")
-    vectorizer = TfidfVectorizer(analyzer=WordNgrams(ngram_range, lowercase), sublinear_tf=True, dtype=np.float32)
+    analyzer = WordNgrams(ngram_range, lowercase, marks=marks)
+    vectorizer = TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, dtype=np.float32)
     vectorizer.vocabulary_ = {term: column for column, term in enumerate(terms)}
     vectorizer.idf_ = np.asarray(idf, dtype=np.float64)
     return vectorizer

@@ -22,7 +22,7 @@ from torch import nn
 
 from ._files import atomic_file
 from ._model import pool
-from ._ngrams import fitted_ngram_range, ngram_vocabulary
+from ._ngrams import fitted_ngram_marks, fitted_ngram_range, ngram_vocabulary
 from ._versions import library_versions
 
 # The ONNX operator set the graph is written for (ScatterElements with a
@@ -159,7 +159,7 @@ def _metadata(estimator, vectorizer):
     """What ``skattn.onnx.load`` reads besides the graph, as ONNX metadata strings."""
     config = estimator.config_
     metadata = {
-        "skattn.format_version": "1",
+        "skattn.format_version": "2",  # skattn.onnx.FORMAT_VERSION
         "skattn.class": type(estimator).__name__,
         "skattn.versions": json.dumps(library_versions()),
         "skattn.tokenizer": estimator.tokenizer_.to_str(),
@@ -178,5 +178,6 @@ def _metadata(estimator, vectorizer):
         metadata["skattn.ngram_terms"] = json.dumps(terms)
         metadata["skattn.ngram_idf"] = base64.b64encode(idf.astype("<f8").tobytes()).decode("ascii")
         metadata["skattn.ngram_range"] = json.dumps(list(fitted_ngram_range(vectorizer)))
+        metadata["skattn.ngram_marks"] = json.dumps(bool(fitted_ngram_marks(vectorizer)))
         metadata["skattn.lowercase"] = json.dumps(bool(estimator.lowercase))
     return metadata

@@ -34,11 +34,13 @@ from tokenizers import Tokenizer
 
 from ._files import atomic_file
 from ._model import EncoderConfig
-from ._ngrams import fitted_ngram_range, ngram_vocabulary, restore_ngram_vectorizer
+from ._ngrams import fitted_ngram_marks, fitted_ngram_range, ngram_vocabulary, restore_ngram_vectorizer
 from ._versions import library_versions, warn_if_versions_differ
 
 FORMAT = "skattn-model"
-FORMAT_VERSION = 1
+# 2: the n-gram path may count punctuation marks and symbols as words ("marks" in
+# ngrams.json); a reader of version 1 would silently drop them, so it must refuse the file.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 
 # Fitted attributes kept as JSON, beside the parts; model_, tokenizer_,
@@ -116,7 +118,11 @@ def _write_estimator(archive, prefix, estimator):
         vectorizer = estimator.ngram_vectorizer_
         if vectorizer is not None:
             terms, idf = ngram_vocabulary(vectorizer)
-            ngrams = {"terms": terms, "ngram_range": list(fitted_ngram_range(vectorizer))}
+            ngrams = {
+                "terms": terms,
+                "ngram_range": list(fitted_ngram_range(vectorizer)),
+                "marks": bool(fitted_ngram_marks(vectorizer)),
+            }
             write("ngrams.json", json.dumps(ngrams).encode("utf-8"), compress=True)
             write("ngrams.safetensors", safetensors.numpy.save({"idf": idf}), compress=False)
     entry["fitted"] = fitted
@@ -285,7 +291,12 @@ def _read_estimator(archive, prefix, entry, path):
             # Files written before ngram_range="auto" hold no range: the parameter was it.
             ngram_range = ngrams.get("ngram_range", estimator.ngram_range)
             estimator.ngram_vectorizer_ = restore_ngram_vectorizer(
-                ngrams["terms"], idf, ngram_range=ngram_range, lowercase=estimator.lowercase
+                ngrams["terms"],
+                idf,
+                ngram_range=ngram_range,
+                lowercase=estimator.lowercase,
+                # Files written before punctuation marks were words dropped them.
+                marks=ngrams.get("marks", False),
             )
     weights = safetensors.torch.load(_read_part(archive, prefix + "weights.safetensors", checksums, path))
     module = estimator._build_module()

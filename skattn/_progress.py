@@ -89,11 +89,23 @@ class Progress:
 
 
 class _Bar:
+    """A tqdm bar over an epoch's batches, with the running loss and tokens/s beside it."""
+
+    # Seconds between two reads of the running loss: each read of a value on a
+    # GPU waits for the device.
+    POSTFIX_SECONDS = 0.5
+
     def __init__(self, bar):
         self.bar = bar
+        self.postfix_at = None
 
     def update(self, loss, tokens, started):
-        self.bar.set_postfix(loss=f"{loss:.4f}", tokens_per_s=f"{tokens / max(time.perf_counter() - started, 1e-9):,.0f}", refresh=False)
+        """One more batch; ``loss`` is a callable that returns the running loss as a float."""
+        now = time.perf_counter()
+        last = self.bar.total is not None and self.bar.n + 1 >= self.bar.total
+        if last or self.postfix_at is None or now - self.postfix_at >= self.POSTFIX_SECONDS:
+            self.postfix_at = now
+            self.bar.set_postfix(loss=f"{loss():.4f}", tokens_per_s=f"{tokens / max(now - started, 1e-9):,.0f}", refresh=False)
         self.bar.update(1)
 
     def close(self):

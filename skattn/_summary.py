@@ -100,12 +100,14 @@ def summarize(estimator):
     rows.append(("vocabulary", f"{info['vocabulary_size']:,} tokens ({info['tokenizer']})"))
     vectorizer = getattr(estimator, "ngram_vectorizer_", None)
     if vectorizer is not None:
-        from ._ngrams import fitted_ngram_range
+        from ._ngrams import fitted_ngram_marks, fitted_ngram_range
 
         low, high = fitted_ngram_range(vectorizer)
         info["n_ngrams"] = len(vectorizer.vocabulary_)
         info["ngram_range"] = [low, high]
-        rows.append(("n-grams", f"{info['n_ngrams']:,} ({low}-{high} grams of words)"))
+        info["ngram_marks"] = bool(fitted_ngram_marks(vectorizer))
+        words = "words and marks" if info["ngram_marks"] else "words"
+        rows.append(("n-grams", f"{info['n_ngrams']:,} ({low}-{high} grams of {words})"))
     trained = f"{estimator.n_iter_} epochs, {estimator.n_tokens_seen_:,} tokens"
     if info["fit_time_s"] is not None:
         trained += f", {info['fit_time_s']:.1f} s on {info['device']} in {info['precision']}"

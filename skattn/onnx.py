@@ -24,7 +24,9 @@ from tokenizers import Tokenizer
 from ._ngrams import WordNgrams, transform_ngrams
 from ._text import check_documents, encode, length_batches
 
-FORMAT_VERSION = 1
+# 2: metadata "skattn.ngram_marks" (punctuation marks and symbols as n-gram words); a reader
+# of version 1 would silently drop them, so it must refuse the file.
+FORMAT_VERSION = 2
 
 
 def load(path, *, providers=None, threads=None):
@@ -78,7 +80,12 @@ class _OnnxPredictor:
             terms = json.loads(metadata["skattn.ngram_terms"])
             low, high = json.loads(metadata["skattn.ngram_range"])
             self._ngrams = types.SimpleNamespace(
-                analyzer=WordNgrams((low, high), json.loads(metadata["skattn.lowercase"])),
+                analyzer=WordNgrams(
+                    (low, high),
+                    json.loads(metadata["skattn.lowercase"]),
+                    # Files exported before punctuation marks were words dropped them.
+                    marks=json.loads(metadata.get("skattn.ngram_marks", "false")),
+                ),
                 vocabulary_={term: column for column, term in enumerate(terms)},
                 idf_=np.frombuffer(base64.b64decode(metadata["skattn.ngram_idf"]), dtype="<f8"),
             )

@@ -139,12 +139,20 @@ def test_messy_partial_fit():
 
 
 PUNCTUATION = ["!!!", "...", "?!?", "—", "()[]{}", "\U0001F642", "  ", "", "*-*", "#@%"]
+WHITESPACE = ["  ", "", "\t", "\n", " \u00a0 ", "\u3000", "\r\n", " ", "\u2003", ""]
 
 
-def test_all_punctuation_training_texts_need_ngram_range_none():
+def test_all_punctuation_training_texts_train_both_paths():
+    # Punctuation marks and symbols are words of the n-gram path.
+    model = AttentionClassifier(**FAST).fit(PUNCTUATION, [0, 1] * 5)
+    assert "!" in model.ngram_vectorizer_.vocabulary_
+    _check_proba(model.predict_proba(SMALL + PUNCTUATION), model, len(SMALL) + len(PUNCTUATION))
+
+
+def test_all_whitespace_training_texts_need_ngram_range_none():
     with pytest.raises(ValueError, match=re.escape("ngram_range=None")):
-        AttentionClassifier(**FAST).fit(PUNCTUATION, [0, 1] * 5)
-    model = AttentionClassifier(**FAST, ngram_range=None).fit(PUNCTUATION, [0, 1] * 5)
+        AttentionClassifier(**FAST).fit(WHITESPACE, [0, 1] * 5)
+    model = AttentionClassifier(**FAST, ngram_range=None).fit(WHITESPACE, [0, 1] * 5)
     _check_proba(model.predict_proba(SMALL), model, len(SMALL))
 
 
@@ -444,7 +452,7 @@ def _assert_unchanged(model, before):
 
 @pytest.mark.parametrize(
     "failure",
-    ["negative-weight", "wrong-length-y", "punctuation-only", "MemoryError", "KeyboardInterrupt"],
+    ["negative-weight", "wrong-length-y", "whitespace-only", "MemoryError", "KeyboardInterrupt"],
 )
 def test_failed_fit_leaves_estimator_unchanged(fitted_twice_safe, failure):
     model = fitted_twice_safe
@@ -459,10 +467,10 @@ def test_failed_fit_leaves_estimator_unchanged(fitted_twice_safe, failure):
         elif failure == "wrong-length-y":
             with pytest.raises(ValueError, match="inconsistent"):
                 model.fit(X, y[:-1])
-        elif failure == "punctuation-only":
+        elif failure == "whitespace-only":
             # Discovered late: after the encoder's pretraining on these texts.
             with pytest.raises(ValueError, match=re.escape("ngram_range=None")):
-                model.fit(PUNCTUATION, [0, 1] * 5)
+                model.fit(WHITESPACE, [0, 1] * 5)
         elif failure == "MemoryError":
             FailingEncoder.failure = MemoryError("out of memory while pretraining")
             with pytest.raises(MemoryError):

@@ -200,7 +200,7 @@ def test_info_shows_classes_parameters_and_versions(model, encoder_model, capsys
     status, out, _ = run(["info", model, "--json"], capsys)
     info = json.loads(out)
     assert info["classes"] == ["topic0", "topic1", "topic2"] and info["versions"] == versions
-    assert info["format_version"] == 1 and info["params"]["ngram_range"] == [1, 1]
+    assert info["format_version"] == 2 and info["params"]["ngram_range"] == [1, 1]
     assert info["n_weights"] == sum(p.numel() for p in skattn.load(model).model_.parameters())
 
     status, out, _ = run(["info", encoder_model, "--json"], capsys)

@@ -125,8 +125,11 @@ def test_ngram_spans_survive_normalisation():
     from skattn._ngrams import WordNgrams, ngram_spans
 
     text = "Café cafe\u0301 ｶﾀｶﾅ ½ İstanbul ㍻ price! 这本书"
-    spans = ngram_spans(text, (1, 2), lowercase=True)
+    spans = ngram_spans(text, (1, 2), lowercase=True, marks=True)
     assert set(WordNgrams((1, 2), lowercase=True)(text)) <= set(spans)  # every n-gram is found
+    assert [text[s:e] for s, e in spans["price !"]] == ["price!"]
+    without_marks = ngram_spans(text, (1, 2), lowercase=True, marks=False)
+    assert set(WordNgrams((1, 2), lowercase=True, marks=False)(text)) == set(without_marks)
     assert [text[s:e] for s, e in spans["café"]] == ["Café", "cafe\u0301"]
     assert [text[s:e] for s, e in spans["本 书"]] == ["本书"]
     assert [text[s:e] for s, e in spans["price"]] == ["price"]

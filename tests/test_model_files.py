@@ -86,7 +86,7 @@ def test_the_file_is_data_only(fitted_classifier, tmp_path):
         names = set(archive.namelist())
         manifest = json.loads(archive.read("manifest.json"))
     assert names == {"manifest.json", "tokenizer.json", "weights.safetensors", "ngrams.json", "ngrams.safetensors"}
-    assert manifest["format"] == "skattn-model" and manifest["format_version"] == 1
+    assert manifest["format"] == "skattn-model" and manifest["format_version"] == 2
     assert manifest["class"] == "AttentionClassifier"
     assert set(manifest["versions"]) == {"skattn", "torch", "scikit-learn", "tokenizers"}
     assert set(manifest["parts"]) == names - {"manifest.json"}
@@ -123,7 +123,7 @@ def _unknown_class(data):
     [
         (lambda p: _rewrite(p, "weights.safetensors", _flip_last_byte), "'weights.safetensors' does not match its checksum"),
         (lambda p: _rewrite(p, "tokenizer.json", lambda d: d.replace(b"[UNK]", b"[XXX]")), "'tokenizer.json' does not match its checksum"),
-        (lambda p: _rewrite(p, "manifest.json", _newer_format), "format version 99; this skattn reads versions up to 1"),
+        (lambda p: _rewrite(p, "manifest.json", _newer_format), "format version 99; this skattn reads versions up to 2"),
         (lambda p: _rewrite(p, "manifest.json", _unknown_class), "unknown estimator class 'os.system'"),
         (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a readable skattn model file"),
         (lambda p: p.write_bytes(b""), "not a readable skattn model file"),

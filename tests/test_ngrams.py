@@ -1,5 +1,6 @@
 """The classifier's linear path over word n-grams."""
 
+import json
 import pickle
 import warnings
 
@@ -19,14 +20,53 @@ from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
 
 def test_words_split_as_the_tokenizer_splits_them():
     analyzer = WordNgrams((1, 2), lowercase=True)
-    assert analyzer("Rates ROSE, again!") == ["rates", "rose", "again", "rates rose", "rose again"]
-    # Han characters are words of their own; punctuation is dropped.
-    assert analyzer("股票上涨。OK") == ["股", "票", "上", "涨", "ok", "股 票", "票 上", "上 涨", "涨 ok"]
+    assert analyzer("Rates ROSE, again!") == [
+        "rates", "rose", ",", "again", "!", "rates rose", "rose ,", ", again", "again !",
+    ]
+    # Han characters are words of their own, and so is each punctuation mark or symbol.
+    assert analyzer("股票上涨。OK") == ["股", "票", "上", "涨", "。", "ok", "股 票", "票 上", "上 涨", "涨 。", "。 ok"]
+    assert WordNgrams((1, 1), lowercase=False)("so good!!! 😀 $5 it's") == [
+        "so", "good", "!", "!", "!", "😀", "$", "5", "it", "'", "s",
+    ]
     assert WordNgrams((2, 3), lowercase=False)("A b c") == ["A b", "b c", "A b c"]
     # Longer n-grams are built from the words, never from the shorter n-grams.
     assert WordNgrams((1, 3), lowercase=False)("A b c") == ["A", "b", "c", "A b", "b c", "A b c"]
     assert WordNgrams((1, 4), lowercase=False)("a b") == ["a", "b", "a b"]
-    assert analyzer("...") == []
+    assert analyzer(" \t\n") == []
+    # Without marks (models saved before marks were words), punctuation is dropped.
+    assert WordNgrams((1, 2), lowercase=True, marks=False)("Rates ROSE, again!") == [
+        "rates", "rose", "again", "rates rose", "rose again",
+    ]
+    assert WordNgrams((1, 1), lowercase=True, marks=False)("...") == []
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("हिन्दी है", ["हिन्दी", "है"]),  # Devanagari vowel signs and virama stay in their word
+        ("ที่นี่", ["ที่นี่"]),  # Thai tone marks
+        ("مَرْحَبًا", ["مَرْحَبًا"]),  # Arabic harakat
+        ("می\u200cخواهم", ["می\u200cخواهم"]),  # Persian zero-width non-joiner inside a word
+        ("❤️!", ["❤️", "!"]),  # a variation selector stays with its symbol
+        ("👍🏽 ok", ["👍🏽", "ok"]),  # a skin tone stays with its emoji
+        ("👨\u200d👩\u200d👧 family", ["👨\u200d👩\u200d👧", "family"]),  # one zero-width-joined emoji
+        ("soft\u00adhyphen", ["soft", "hyphen"]),  # other format characters are dropped
+    ],
+)
+def test_marks_leave_combining_characters_with_their_words(text, words):
+    assert WordNgrams((1, 1), lowercase=False)(text) == words
+
+
+def test_the_combining_scan_covers_every_combining_and_format_character():
+    import sys
+    import unicodedata
+
+    from skattn._ngrams import _COMBINING_SCAN
+
+    wanted = ("Mn", "Mc", "Me", "Cf")
+    everywhere = [point for point in range(sys.maxunicode + 1) if unicodedata.category(chr(point)) in wanted]
+    scanned = [point for start, stop in _COMBINING_SCAN for point in range(start, stop) if unicodedata.category(chr(point)) in wanted]
+    assert scanned == everywhere
 
 
 def test_analyzer_normalizes_and_pickles():
@@ -34,7 +74,11 @@ def test_analyzer_normalizes_and_pickles():
     assert analyzer("ﬁne ＡＢＣ ｶﾅ") == ["fine", "abc", "カ", "ナ"]  # NFKC
     assert analyzer("Éclair") == ["éclair"]  # accents kept
     restored = pickle.loads(pickle.dumps(WordNgrams((1, 2), lowercase=True)))
-    assert restored("Warm up") == ["warm", "up", "warm up"]
+    assert restored("Warm up!") == ["warm", "up", "!", "warm up", "up !"]
+    # An analyzer pickled before ``marks`` existed has no such attribute: it drops marks, as it did.
+    old = WordNgrams((1, 1), lowercase=True)
+    del old.__dict__["marks"]
+    assert pickle.loads(pickle.dumps(old))("Warm up!") == ["warm", "up"]
 
 
 def test_vectorizer_keeps_the_most_frequent_ngrams_and_drops_the_rest():
@@ -71,7 +115,7 @@ def test_fast_transform_gives_the_vectorizers_matrix():
 
 def test_vectorizer_needs_a_word():
     with pytest.raises(ValueError, match="no word.*ngram_range=None"):
-        fit_ngram_vectorizer(["...", "!?"], ngram_range=(1, 2), lowercase=True)
+        fit_ngram_vectorizer(["  ", "\t\n"], ngram_range=(1, 2), lowercase=True)
 
 
 def test_classifier_has_both_paths_and_predicts_their_sum(fitted_classifier):
@@ -175,3 +219,36 @@ def test_auto_ngram_range_is_fitted_saved_and_exported(tmp_path):
     restored = skattn.load(tmp_path / "zh.skattn")
     assert fitted_ngram_range(restored.ngram_vectorizer_) == (1, 3)
     np.testing.assert_array_equal(restored.predict_proba(CHINESE), chinese.predict_proba(CHINESE))
+
+
+MARKED_TEXTS = [f"{text}{mark}" for text, mark in zip(TOPIC_TEXTS, ["!!", "?", ":)", "...", "$", "%"] * 3)]
+
+
+def test_marks_are_saved_and_files_written_before_them_keep_dropping_them(tmp_path):
+    import hashlib
+    import zipfile
+
+    clf = AttentionClassifier(**TINY).fit(MARKED_TEXTS, TOPIC_LABELS)
+    assert "!" in clf.ngram_vectorizer_.vocabulary_ and "final ." in clf.ngram_vectorizer_.vocabulary_
+    clf.save(tmp_path / "now.skattn")
+    restored = skattn.load(tmp_path / "now.skattn")
+    assert restored.ngram_vectorizer_.analyzer.marks is True
+    np.testing.assert_array_equal(restored.predict_proba(MARKED_TEXTS), clf.predict_proba(MARKED_TEXTS))
+
+    # The same file as skattn wrote it before marks were words: no "marks" in ngrams.json.
+    with zipfile.ZipFile(tmp_path / "now.skattn") as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    ngrams = json.loads(parts["ngrams.json"])
+    del ngrams["marks"]
+    parts["ngrams.json"] = json.dumps(ngrams).encode()
+    manifest = json.loads(parts["manifest.json"])
+    manifest["parts"]["ngrams.json"] = hashlib.sha256(parts["ngrams.json"]).hexdigest()
+    manifest["format_version"] = 1
+    parts["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(tmp_path / "before.skattn", "w") as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    old = skattn.load(tmp_path / "before.skattn")
+    assert old.ngram_vectorizer_.analyzer.marks is False
+    assert old.ngram_vectorizer_.analyzer("final!") == ["final"]
+

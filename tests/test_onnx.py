@@ -67,6 +67,31 @@ def test_chunked_documents_and_encoders_export_too(tmp_path, pooling):
     np.testing.assert_allclose(embedded, encoder.transform(long_texts), atol=1e-4, rtol=0)
 
 
+def test_punctuation_marks_reach_the_exported_ngram_path(tmp_path):
+    # Each class has its own marks; the predictor must split them off as the classifier does.
+    texts = [f"{text}{mark}" for text, mark in zip(TOPIC_TEXTS, ["!!", "?", ":)", "...", "$", "%"] * 3)]
+    clf = AttentionClassifier(**dict(TINY, precision="fp32")).fit(texts, TOPIC_LABELS)
+    clf.to_onnx(tmp_path / "clf.onnx")
+    predictor = skattn.onnx.load(tmp_path / "clf.onnx")
+    unseen = ["markets !!", "goal ?", "rain :)", "!!", "$ %"]
+    np.testing.assert_allclose(predictor.decision_function(texts + unseen), clf.decision_function(texts + unseen), atol=1e-4, rtol=0)
+
+    # The same file as exported before marks were words (format 1, no skattn.ngram_marks):
+    # its n-gram path drops them, as it did.
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(tmp_path / "clf.onnx")
+    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    assert metadata["skattn.format_version"] == str(skattn.onnx.FORMAT_VERSION)
+    metadata.pop("skattn.ngram_marks")
+    metadata["skattn.format_version"] = "1"
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, metadata)
+    onnx.save(model, tmp_path / "before.onnx")
+    before = skattn.onnx.load(tmp_path / "before.onnx")
+    assert not np.allclose(before.decision_function(unseen), clf.decision_function(unseen), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(before.decision_function(["markets", "goal"]), clf.decision_function(["markets", "goal"]), atol=1e-4, rtol=0)
+
+
 def test_multilabel_classifier_exports_with_its_threshold(tmp_path):
     y = np.array([[label == 0, label != 2] for label in TOPIC_LABELS], dtype=int)
     clf = AttentionClassifier(**dict(TINY, precision="fp32", max_epochs=6)).fit(TOPIC_TEXTS, y)

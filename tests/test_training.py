@@ -55,19 +55,29 @@ def test_early_stopping_stops_and_restores_the_best_epoch():
     assert clf.validation_scores_.index(clf.best_score_) >= clf.n_iter_ - 1 - 3
 
 
-def _tiny_run(**options):
-    """The training loop on a tiny classifier of the topic corpus, with plain values."""
-    from skattn._heads import SequenceClassifier, classification_loss
-    from skattn._loop import Stopping, TrainingData, adamw, linear_schedule, train
+def _tiny_module():
+    """A tiny classifier of the topic corpus, seeded."""
+    from skattn._heads import SequenceClassifier
     from skattn._model import EncoderConfig, TextEncoder
-    from skattn._text import encode, train_tokenizer
 
-    tokenizer = train_tokenizer(TOPIC_TEXTS, kind="wordpiece", vocab_size=100, lowercase=True)
-    config = EncoderConfig(vocab_size=tokenizer.get_vocab_size(), max_length=16, d_model=8, n_heads=2, n_layers=1, d_ff=16, dropout=0.1, pooling="mean")
+    config = EncoderConfig(vocab_size=_tiny_tokenizer().get_vocab_size(), max_length=16, d_model=8, n_heads=2, n_layers=1, d_ff=16, dropout=0.1, pooling="mean")
     torch.manual_seed(0)
-    module = SequenceClassifier(TextEncoder(config), 3)
-    data = TrainingData(encode(tokenizer, TOPIC_TEXTS, max_length=16), targets=np.asarray(TOPIC_LABELS))
-    optimizer = adamw(module.parameter_groups(1e-2, 0.0), 1e-2, torch.device("cpu"))
+    return SequenceClassifier(TextEncoder(config), 3)
+
+
+def _tiny_tokenizer():
+    from skattn._text import train_tokenizer
+
+    return train_tokenizer(TOPIC_TEXTS, kind="wordpiece", vocab_size=100, lowercase=True)
+
+
+def _tiny_train(module, loss_fn, **options):
+    """The training loop over the topic corpus with plain values; ``options`` replace the defaults."""
+    from skattn._loop import Stopping, TrainingData, adamw, linear_schedule, train
+    from skattn._text import encode
+
+    data = TrainingData(encode(_tiny_tokenizer(), TOPIC_TEXTS, max_length=16), targets=np.asarray(TOPIC_LABELS))
+    optimizer = options.get("optimizer") or adamw(module.parameter_groups(1e-2, 0.0), 1e-2, torch.device("cpu"))
     settings = dict(
         optimizer=optimizer,
         scheduler=linear_schedule(optimizer, 4 * 3, 0.0),
@@ -79,7 +89,15 @@ def _tiny_run(**options):
         autocast_dtype=None,
         description="tiny",
     )
-    return module, train(module, data, classification_loss(), **{**settings, **options})
+    return train(module, data, loss_fn, **{**settings, **options})
+
+
+def _tiny_run(**options):
+    """The training loop on a tiny classifier of the topic corpus, with plain values."""
+    from skattn._heads import classification_loss
+
+    module = _tiny_module()
+    return module, _tiny_train(module, classification_loss(), **options)
 
 
 def test_best_weights_are_restored():
@@ -102,6 +120,130 @@ def test_best_weights_are_restored():
 def test_a_loss_that_stops_improving_stops_the_run():
     module, history = _tiny_run(stopping=_stopping(n_iter_no_change=1, tol=100.0))
     assert history.stopped_early and len(history.loss_curve) == 2
+
+
+class _NaNAtStep:
+    """A loss function that is NaN at one step, raises ``KeyboardInterrupt`` at another, and notes
+    the weights each call sees (those left by the step before)."""
+
+    def __init__(self, nan_step, interrupt_step=None):
+        from skattn._heads import classification_loss
+
+        self.loss = classification_loss()
+        self.nan_step, self.interrupt_step = nan_step, interrupt_step
+        self.seen = []
+
+    def __call__(self, module, batch, rng):
+        self.seen.append({name: tensor.clone() for name, tensor in module.state_dict().items()})
+        if len(self.seen) == self.interrupt_step:
+            raise KeyboardInterrupt
+        loss = self.loss(module, batch, rng)
+        return loss * float("nan") if len(self.seen) == self.nan_step else loss
+
+
+def _same_weights(first, second):
+    return all(torch.equal(first[name], second[name]) for name in first)
+
+
+def _optimizer(module, fused):
+    from skattn._loop import linear_schedule
+
+    optimizer = torch.optim.AdamW(module.parameter_groups(1e-2, 0.0), lr=1e-2, fused=fused, foreach=None if fused else False)
+    return dict(optimizer=optimizer, scheduler=linear_schedule(optimizer, 20, 0.0))
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused, read at the epoch's end", "not fused, read each step"])
+def test_a_non_finite_step_changes_no_weights_however_late_it_is_read(fused):
+    # 18 documents in batches of 4: 5 steps per epoch. The loss of the 2nd step is
+    # NaN, the others finite. A fused AdamW is told on the device to skip its
+    # updates from the 2nd step on and the values are read at the end of the
+    # epoch; any other optimizer is read before each update. Either way the run
+    # stops naming the 2nd step, and no update after the 1st reached the weights.
+    module = _tiny_module()
+    settings = _optimizer(module, fused)
+    loss_fn = _NaNAtStep(nan_step=2)
+    with pytest.raises(FloatingPointError, match=r"the training loss became nan at epoch 1, batch 2; .*no weights"):
+        _tiny_train(module, loss_fn, batch_size=4, **settings)
+    assert len(loss_fn.seen) == (5 if fused else 2)
+    for later in loss_fn.seen[2:]:  # the weights after steps 2, 3 and 4
+        assert _same_weights(later, loss_fn.seen[1])
+    state = settings["optimizer"].state[next(iter(module.parameters()))]
+    assert float(state["step"]) == 1.0  # the skipped updates did not count as steps
+
+
+def test_deferred_finite_checks_are_read_every_interval(monkeypatch):
+    import skattn._loop
+
+    monkeypatch.setattr(skattn._loop, "FINITE_CHECK_INTERVAL", 2)
+    module = _tiny_module()
+    loss_fn = _NaNAtStep(nan_step=2)
+    with pytest.raises(FloatingPointError, match="epoch 1, batch 2"):
+        _tiny_train(module, loss_fn, batch_size=4, **_optimizer(module, fused=True))
+    assert len(loss_fn.seen) == 2  # read after the 2nd step, before its update
+
+
+def test_a_non_finite_gradient_with_a_finite_loss_stops_the_run():
+    from skattn._heads import classification_loss
+
+    loss_of_batch = classification_loss()
+
+    def loss_fn(module, batch, rng):
+        # sqrt at 0: a finite value whose gradient is not.
+        return loss_of_batch(module, batch, rng) + torch.sqrt(0.0 * next(module.parameters()).sum())
+
+    with pytest.raises(FloatingPointError, match="the gradient norm became nan at epoch 1, batch 1"):
+        _tiny_train(_tiny_module(), loss_fn)
+
+
+def test_ctrl_c_after_an_unread_non_finite_step_reports_it():
+    module = _tiny_module()
+    before = {name: tensor.clone() for name, tensor in module.state_dict().items()}
+    loss_fn = _NaNAtStep(nan_step=2, interrupt_step=4)
+    with pytest.raises(FloatingPointError, match="epoch 1, batch 2"):
+        _tiny_train(module, loss_fn, batch_size=4, **_optimizer(module, fused=True))
+    assert _same_weights(module.state_dict(), before)  # back to the epoch's start
+
+
+def test_the_loop_runs_under_a_float64_default_dtype():
+    from skattn._heads import classification_loss
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        module = _tiny_module()
+        history = _tiny_train(module, classification_loss(), max_epochs=2)
+    finally:
+        torch.set_default_dtype(previous)
+    assert len(history.loss_curve) == 2 and all(np.isfinite(history.loss_curve))
+
+
+def test_training_steps_read_no_values_back_from_the_device():
+    # On a GPU, reading a tensor's value (.item(), float(), bool()) makes the
+    # host wait for the device. The dispatcher sees each such read as
+    # aten._local_scalar_dense, on the CPU too: a run may read a few values per
+    # epoch (the finite checks, the epoch's loss and largest gradient norm),
+    # none per step.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from skattn._heads import classification_loss
+
+    class CountReads(TorchDispatchMode):
+        reads = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                CountReads.reads += 1
+            return func(*args, **(kwargs or {}))
+
+    module = _tiny_module()
+    runs = {}
+    for max_epochs in (2, 4):
+        CountReads.reads = 0
+        with CountReads():
+            _tiny_train(module, classification_loss(), max_epochs=max_epochs)
+        runs[max_epochs] = CountReads.reads
+    assert 0 < runs[2] <= 2 * 4  # 3 steps per epoch
+    assert runs[4] == 2 * runs[2]
 
 
 def _stopping(**fields):
