@@ -526,8 +526,8 @@ class _StepValues:
         """Read the steps not read yet (one wait for the device); raise ``FloatingPointError`` at the first non-finite one."""
         if not self.pending:
             return
-        read = torch.stack([torch.stack([loss, norm]) for _, loss, norm, _ in self.pending]).cpu().tolist()
-        steps = [(batch_number, loss, norm, weight) for (batch_number, _, _, weight), (loss, norm) in zip(self.pending, read)]
+        on_host = torch.stack([torch.stack([loss, norm]) for _, loss, norm, _ in self.pending]).cpu().tolist()
+        steps = [(batch_number, loss, norm, weight) for (batch_number, _, _, weight), (loss, norm) in zip(self.pending, on_host)]
         self._check_and_add(steps)
         self.pending = []  # only once checked: an interrupted read leaves them for the next
 
@@ -540,7 +540,6 @@ class _StepValues:
         for batch_number, loss, norm, weight in steps:
             self.check(loss, epoch=self.epoch, batch_number=batch_number, what="training loss")
             self.check(norm, epoch=self.epoch, batch_number=batch_number, what="gradient norm")
-        for _, loss, _, weight in steps:
             self.total_loss += loss * weight
             self.total_weight += weight
 

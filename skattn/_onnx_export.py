@@ -24,6 +24,7 @@ from ._files import atomic_file
 from ._model import pool
 from ._ngrams import fitted_ngram_marks, fitted_ngram_range, ngram_vocabulary
 from ._versions import library_versions
+from .onnx import FORMAT_VERSION
 
 # The ONNX operator set the graph is written for (ScatterElements with a
 # max reduction needs 18).
@@ -159,7 +160,7 @@ def _metadata(estimator, vectorizer):
     """What ``skattn.onnx.load`` reads besides the graph, as ONNX metadata strings."""
     config = estimator.config_
     metadata = {
-        "skattn.format_version": "2",  # skattn.onnx.FORMAT_VERSION
+        "skattn.format_version": str(FORMAT_VERSION),
         "skattn.class": type(estimator).__name__,
         "skattn.versions": json.dumps(library_versions()),
         "skattn.tokenizer": estimator.tokenizer_.to_str(),
