@@ -140,6 +140,17 @@ def fused_linear_variants():
     )
 
 
+def float32_fused_variants():
+    """The float32 model against its fused float32 replica (the CPU default without native bf16)."""
+    torch.manual_seed(0)
+    model = SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG)), 8).eval()
+    plain_s, fused_s = _paired_inference(model, inference_replica(model, torch.float32, fuse=True))
+    return (
+        "inference batch, fp32 (32x112)", "the float32 model (nn.Linear, ReLU)", plain_s,
+        "oneDNN linear, packed, fused (skattn)", fused_s,
+    )
+
+
 def activation_variants():
     """The fused bf16 replica with the feed-forward GELU against the ReLU."""
     gelu_s, relu_s = _paired_inference(_replica("gelu", fuse_linear=True), _replica("relu", fuse_linear=True))
@@ -237,6 +248,7 @@ def main():
         attention_kernel_variants(),
         inference_variants(),
         fused_linear_variants(),
+        float32_fused_variants(),
         activation_variants(),
         ngram_variants(),
         padding_variants(torch.get_num_threads()),

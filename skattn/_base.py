@@ -384,14 +384,20 @@ class _AttentionBase(BaseEstimator):
         model = self.model_
         if next(model.parameters()).device != device:
             model = copy.deepcopy(model).to(device)
-        if dtype is None:
-            return model, None
         if _fast is None:
             return model, dtype
+        if dtype is None:
+            if _fast.fusion_pays(device, torch.float32):
+                return _fast.inference_replica(model, torch.float32), None
+            return model, None
         return _fast.inference_replica(model, dtype), None
 
     def _prepare_inference(self):
-        """Put ``model_`` on ``device`` and make its reduced-precision replica once.
+        """Put ``model_`` on ``device`` and make its inference replica once.
+
+        The replica is in reduced precision, or, on a CPU where oneDNN fuses
+        the linear layers, in float32 with fused blocks; see
+        :func:`skattn._fast.inference_replica`.
 
         Called at the end of ``fit`` and on unpickling, so that ``predict``
         and ``transform`` only read the estimator.
@@ -402,9 +408,14 @@ class _AttentionBase(BaseEstimator):
         except ValueError:  # a model saved on a GPU, loaded without one
             device = torch.device("cpu")
         self.model_.to(device).eval()
+        self.model_.zero_grad(set_to_none=True)  # the last step's gradients: a copy of every weight
         dtype = resolve_precision(self.precision, device)
-        if dtype is not None and _fast is not None:
+        if _fast is None:
+            return
+        if dtype is not None:
             self._inference_replica = (device, dtype, _fast.inference_replica(self.model_, dtype))
+        elif _fast.fusion_pays(device, torch.float32):
+            self._inference_replica = (device, None, _fast.inference_replica(self.model_, torch.float32))
 
     def _score_fn(self, multilabel=False):
         """Validation scorer for classification: accuracy (subset accuracy if multilabel)."""

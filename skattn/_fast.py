@@ -4,8 +4,9 @@
   the CPU, attention as explicit matmuls (PyTorch's fused CPU attention has a
   slow bfloat16 backward);
 - :func:`inference_replica`: a copy of a fitted model with its blocks in
-  bfloat16 and, where PyTorch's oneDNN linear op works, its linear layers on
-  packed weights with the bias, activation and residual fused in;
+  bfloat16 (or float32) and, where PyTorch's oneDNN linear op works, its
+  linear layers on packed weights with the bias, activation and residual
+  fused in;
 - :data:`PAD_MULTIPLE` and :data:`SELECTED_MULTIPLE`: matrix widths rounded so
   that oneDNN compiles few kernels;
 - :func:`cpu_has_native_bf16`: whether ``precision="auto"`` picks bfloat16 on the CPU.
@@ -137,15 +138,17 @@ def inference_replica(module, dtype, fuse=None):
 
     Casting weights once is faster than autocasting them at every call. The
     final LayerNorm, the pooling and everything after the encoder stay in
-    float32, so outputs keep float32 precision.
+    float32, so outputs keep float32 precision. The replica is a snapshot:
+    later changes to ``module``'s weights do not reach it.
 
     Parameters
     ----------
     module : TextEncoder, or a head module with an ``encoder`` attribute
     dtype : torch.dtype
     fuse : bool, default=None
-        Make each block a :class:`FusedBlock`. None does so for bfloat16 on
-        a CPU with native bfloat16 where :func:`onednn_linear_works`.
+        Make each block a :class:`FusedBlock`. None does so on a CPU where
+        :func:`onednn_linear_works` in ``dtype`` (for bfloat16, only where
+        the CPU has native bfloat16).
     """
     replica = copy.deepcopy(module).eval()
     encoder = replica.encoder if hasattr(replica, "encoder") else replica
@@ -153,10 +156,25 @@ def inference_replica(module, dtype, fuse=None):
         part.to(dtype)
     if fuse is None:
         device = next(module.parameters()).device
-        fuse = device.type == "cpu" and dtype == torch.bfloat16 and cpu_has_native_bf16() and onednn_linear_works()
+        fuse = fusion_pays(device, dtype)
     if fuse:
         encoder.blocks = nn.ModuleList(FusedBlock(block, encoder.config.activation) for block in encoder.blocks)
     return replica
+
+
+def fusion_pays(device, dtype):
+    """Whether :func:`inference_replica` fuses blocks by default on ``device`` in ``dtype``.
+
+    On the CPU where :func:`onednn_linear_works` in ``dtype``: in bfloat16
+    only with native bfloat16 instructions (emulated bfloat16 is slower than
+    float32), in float32 everywhere the op works (``benchmarks/levers.py``
+    times both).
+    """
+    if device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
+        return False
+    if dtype == torch.bfloat16 and not cpu_has_native_bf16():
+        return False
+    return onednn_linear_works(dtype)
 
 
 class FusedBlock(nn.Module):
@@ -224,22 +242,25 @@ class OneDNNLinear(nn.Module):
 
 
 @functools.cache
-def onednn_linear_works():
-    """Whether this PyTorch build runs :class:`OneDNNLinear` in bfloat16 correctly.
+def onednn_linear_works(dtype=torch.bfloat16):
+    """Whether this PyTorch build runs :class:`OneDNNLinear` in ``dtype`` correctly.
 
     The op is internal to PyTorch (TorchInductor's CPU backend emits it), so
-    its presence and its result are checked once against ``F.linear``.
+    its presence and its result are checked once per dtype against
+    ``F.linear``.
     """
+    tolerance = 0.05 if dtype == torch.bfloat16 else 1e-4
     try:
         generator = torch.Generator().manual_seed(0)
-        linear = nn.Linear(16, 8).to(torch.bfloat16)
-        x = torch.randn(2, 3, 16, generator=generator).to(torch.bfloat16)
+        with torch.random.fork_rng(devices=[]):  # nn.Linear's initialisation draws from torch's global generator
+            linear = nn.Linear(16, 8).to(dtype)
+        x = torch.randn(2, 3, 16, generator=generator).to(dtype)
         with torch.inference_mode():
             pairs = [(OneDNNLinear(linear, name)(x), activation_module(name)(linear(x))) for name in ACTIVATIONS]
             plain = pairs[0][1]
             pairs.append((OneDNNLinear(linear)(x, residual=plain), linear(x) + plain))
         return all(
-            mine.shape == theirs.shape and torch.allclose(mine.float(), theirs.float(), atol=0.05, rtol=0.05)
+            mine.shape == theirs.shape and torch.allclose(mine.float(), theirs.float(), atol=tolerance, rtol=tolerance)
             for mine, theirs in pairs
         )
     except (AttributeError, RuntimeError, NotImplementedError):

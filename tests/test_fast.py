@@ -8,7 +8,9 @@ import dataclasses
 import os
 import subprocess
 import sys
+from unittest import mock
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -65,6 +67,52 @@ def test_fused_replica_matches_the_plain_replica(activation):
     assert model.encoder.blocks[0].ff.up.weight.dtype == torch.float32
 
 
+
+FLOAT32_FUSION = pytest.mark.skipif(
+    not onednn_linear_works(torch.float32),
+    reason="PyTorch build without a working float32 oneDNN linear op (torch.ops.mkldnn); skattn keeps the plain model",
+)
+
+
+@FLOAT32_FUSION
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_float32_fused_replica_matches_the_model(activation):
+    torch.manual_seed(0)
+    model = SequenceClassifier(TextEncoder(dataclasses.replace(CONFIG, activation=activation)), 3).eval()
+    ids = padded_ids(torch.Generator().manual_seed(1))
+    fused = inference_replica(model, torch.float32)  # fuse=None: fused on the CPU
+    assert isinstance(fused.encoder.blocks[0], FusedBlock)
+    assert fused.encoder.blocks[0].up.post_op == activation
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(ids), model(ids), atol=1e-5, rtol=1e-5)
+    # A snapshot: the model keeps its own modules and weights.
+    assert isinstance(model.encoder.blocks[0].ff.up, torch.nn.Linear)
+    assert fused.encoder.token_embedding.weight is not model.encoder.token_embedding.weight
+
+
+def test_fusion_is_chosen_only_where_it_runs():
+    assert not _fast.fusion_pays(torch.device("cuda"), torch.float32)
+    assert not _fast.fusion_pays(torch.device("cpu"), torch.float16)
+    assert _fast.fusion_pays(torch.device("cpu"), torch.float32) == onednn_linear_works(torch.float32)
+    native = _fast.cpu_has_native_bf16() and onednn_linear_works(torch.bfloat16)
+    assert _fast.fusion_pays(torch.device("cpu"), torch.bfloat16) == native
+
+
+@FLOAT32_FUSION
+def test_a_float32_classifier_predicts_through_the_fused_replica_as_through_its_model():
+    from skattn import AttentionClassifier
+
+    from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
+
+    clf = AttentionClassifier(**{**TINY, "precision": "fp32", "device": "cpu"}).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    device, dtype, replica = clf._inference_replica
+    assert (device.type, dtype) == ("cpu", None)
+    assert isinstance(replica.encoder.blocks[0], FusedBlock)
+    fused = clf.predict_proba(TOPIC_TEXTS)
+    del clf._inference_replica
+    with mock.patch.object(_fast, "fusion_pays", return_value=False):
+        plain = clf.predict_proba(TOPIC_TEXTS)  # the float32 model itself
+    np.testing.assert_allclose(fused, plain, atol=1e-6)
 
 
 def test_cpu_dropout_masks():

@@ -8,6 +8,7 @@ import sys
 
 import joblib
 import numpy as np
+import pytest
 import torch
 
 from skattn import AttentionClassifier, AttentionEncoder
@@ -124,6 +125,26 @@ def test_fit_leaves_global_torch_state_alone():
     assert torch.get_num_threads() == threads
 
 
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_a_first_fit_in_a_fresh_process_leaves_global_torch_state_alone(precision):
+    # The first fit of a process also probes what the CPU and PyTorch build
+    # run fastest (cached afterwards): those probes must not draw from torch's
+    # global generator either.
+    code = f"""
+import torch
+from skattn import AttentionClassifier
+torch.manual_seed(123)
+expected = torch.rand(3)
+torch.manual_seed(123)
+AttentionClassifier(**{TINY!r}, precision={precision!r}, device="cpu").fit({TOPIC_TEXTS!r}, {TOPIC_LABELS!r})
+assert torch.equal(torch.rand(3), expected), "fit moved torch's global random state"
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 def test_estimator_pickled_before_the_activation_parameter_loads_as_gelu():
     clf = AttentionClassifier(**TINY, activation="gelu").fit(TOPIC_TEXTS, TOPIC_LABELS)
     state = clf.__getstate__()
@@ -137,3 +158,8 @@ def test_estimator_pickled_before_the_activation_parameter_loads_as_gelu():
     assert restored.get_params()["activation"] == "gelu"
     assert restored.config_.activation == "gelu"
     np.testing.assert_array_equal(restored.predict_proba(TOPIC_TEXTS), clf.predict_proba(TOPIC_TEXTS))
+
+
+def test_a_fitted_model_keeps_no_gradients(fitted_classifier):
+    # The last training step's gradients would double the memory the fitted weights take.
+    assert all(parameter.grad is None for parameter in fitted_classifier.model_.parameters())
