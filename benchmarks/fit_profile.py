@@ -12,6 +12,10 @@ kernels blur the split between forward, backward and the host work that
 waits for them: run it with ``CUDA_LAUNCH_BLOCKING=1`` there, or read only
 the total. See benchmarks/README.md.
 
+``--predict`` also times ``predict_proba`` on the evaluation documents and,
+separately, its two host steps (encoding into token ids, the n-gram TF-IDF);
+the rest is the model and its batching.
+
 ``--count-reads`` fits once more, untimed, counting the values the training
 loop reads back from its tensors (``.item()``, ``float()``, ``bool()``: each is
 an ``aten._local_scalar_dense`` call, and on a GPU each makes the host wait
@@ -24,6 +28,7 @@ Run from the repository root::
     python benchmarks/fit_profile.py                       # R8 (shipped), defaults
     python benchmarks/fit_profile.py --dataset 20ng --max-docs 3000 --markdown
     SKATTN_FAST_PATHS=0 python benchmarks/fit_profile.py --count-reads --max-docs 1000
+    python benchmarks/fit_profile.py --predict --max-docs 1600 --max-eval-docs 1000 --max-epochs 1 --params '{"precision": "fp32"}'
 """
 
 import argparse
@@ -135,6 +140,25 @@ def count_reads(X, y, params):
     return counts["reads"], counts["steps"]
 
 
+def profile_predict(clf, texts, repeats=3):
+    """Seconds of ``predict_proba(texts)`` and of its host steps, each the best of ``repeats`` calls."""
+    from skattn._ngrams import transform_ngrams
+
+    def best(function):
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    total = best(lambda: clf.predict_proba(texts))
+    encoding = best(lambda: clf._encode(clf.tokenizer_, clf.config_, texts))
+    ngrams = best(lambda: transform_ngrams(clf.ngram_vectorizer_, texts)) if clf.ngram_vectorizer_ is not None else 0.0
+    return {"encoding into token ids": encoding, "n-gram TF-IDF": ngrams,
+            "model and batching (the rest)": total - encoding - ngrams, "predict_proba, end to end": total}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="r8")
@@ -142,6 +166,7 @@ def main():
     parser.add_argument("--params", default="{}", help="AttentionClassifier parameters as JSON (default: none)")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--count-reads", action="store_true", help="also count value reads per optimizer step (a second, untimed fit)")
+    parser.add_argument("--predict", action="store_true", help="also split predict_proba on the evaluation documents into host steps and the model")
     args = resolve_quick(parser.parse_args())
     split = load_split(args.dataset, data_dir=args.data_dir, seed=args.seed, max_docs=args.max_docs, max_eval_docs=args.max_eval_docs)
     params = {"random_state": args.seed, **json.loads(args.params)}
@@ -162,6 +187,12 @@ def main():
         rows.append([f"all {where} the model" if where == "outside" else "all model", "", f"{share:,.2f}", f"{share / total:.1%}"])
     rows.append(["fit, end to end", "", f"{total:,.2f}", "100.0%"])
     print(format_table(("phase", "part", "seconds", "share of fit"), rows, args.markdown, text_columns=(0, 1)))
+    if args.predict:
+        seconds = profile_predict(clf, split.eval_texts)
+        total = seconds["predict_proba, end to end"]
+        print(f"\npredict_proba on {len(split.eval_texts):,} documents (best of 3 calls each)")
+        rows = [[step, f"{value:,.3f}", f"{value / total:.1%}"] for step, value in seconds.items()]
+        print(format_table(("step", "seconds", "share of predict"), rows, args.markdown, text_columns=(0,)))
     if args.count_reads:
         reads, steps = count_reads(split.train_texts, split.train_labels, params)
         print(f"\nvalue reads in the training loop (each waits for a GPU): {reads:,} in {steps:,} optimizer steps "
