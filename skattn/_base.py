@@ -386,11 +386,8 @@ class _AttentionBase(BaseEstimator):
             model = copy.deepcopy(model).to(device)
         if _fast is None:
             return model, dtype
-        if dtype is None:
-            if _fast.fusion_pays(device, torch.float32):
-                return _fast.inference_replica(model, torch.float32), None
-            return model, None
-        return _fast.inference_replica(model, dtype), None
+        replica = _fast.replica_for(model, device, dtype)
+        return (model, None) if replica is None else (replica, None)
 
     def _prepare_inference(self):
         """Put ``model_`` on ``device`` and make its inference replica once.
@@ -410,12 +407,9 @@ class _AttentionBase(BaseEstimator):
         self.model_.to(device).eval()
         self.model_.zero_grad(set_to_none=True)  # the last step's gradients: a copy of every weight
         dtype = resolve_precision(self.precision, device)
-        if _fast is None:
-            return
-        if dtype is not None:
-            self._inference_replica = (device, dtype, _fast.inference_replica(self.model_, dtype))
-        elif _fast.fusion_pays(device, torch.float32):
-            self._inference_replica = (device, None, _fast.inference_replica(self.model_, torch.float32))
+        replica = None if _fast is None else _fast.replica_for(self.model_, device, dtype)
+        if replica is not None:
+            self._inference_replica = (device, dtype, replica)
 
     def _score_fn(self, multilabel=False):
         """Validation scorer for classification: accuracy (subset accuracy if multilabel)."""

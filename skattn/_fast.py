@@ -162,6 +162,20 @@ def inference_replica(module, dtype, fuse=None):
     return replica
 
 
+def replica_for(module, device, dtype):
+    """The :func:`inference_replica` to run ``module`` with on ``device``, or None for ``module`` itself.
+
+    ``dtype`` is the inference precision, None for float32. A reduced
+    precision always gets a cast replica; float32 gets one only where
+    :func:`fusion_pays`, as a plain float32 copy would change nothing.
+    """
+    if dtype is not None:
+        return inference_replica(module, dtype)
+    if fusion_pays(device, torch.float32):
+        return inference_replica(module, torch.float32)
+    return None
+
+
 def fusion_pays(device, dtype):
     """Whether :func:`inference_replica` fuses blocks by default on ``device`` in ``dtype``.
 

@@ -67,7 +67,6 @@ def test_fused_replica_matches_the_plain_replica(activation):
     assert model.encoder.blocks[0].ff.up.weight.dtype == torch.float32
 
 
-
 FLOAT32_FUSION = pytest.mark.skipif(
     not onednn_linear_works(torch.float32),
     reason="PyTorch build without a working float32 oneDNN linear op (torch.ops.mkldnn); skattn keeps the plain model",
