@@ -189,14 +189,15 @@ def skattn_params(args, max_epochs=None):
 
 
 def skattn_device_note(estimator):
-    """Device and autocast precision that a skattn estimator's settings pick here, e.g. "cpu fp32"."""
+    """Device and autocast precision that a skattn estimator's settings pick here, e.g. "cpu fp32, int8 predict"."""
     import torch
 
-    from skattn._devices import resolve_device, resolve_precision
+    from skattn._devices import resolve_device, resolve_inference_precision, resolve_precision
 
     device = resolve_device(estimator.device)
     dtype = resolve_precision(estimator.precision, device)
-    return f"{device.type} {'bf16' if dtype == torch.bfloat16 else 'fp32'}"
+    int8 = resolve_inference_precision(estimator.precision, device) == torch.qint8
+    return f"{device.type} {'bf16' if dtype == torch.bfloat16 else 'fp32'}" + (", int8 predict" if int8 else "")
 
 
 def fit_skattn(classifier, split, threads):

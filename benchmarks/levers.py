@@ -15,7 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skattn._fast import NumpyDropout, inference_replica, speed_up_training
+from skattn._fast import (
+    NumpyDropout, inference_replica, int8_linear_works, int8_replica, onednn_linear_works, speed_up_training,
+)
 from skattn._heads import SequenceClassifier
 from skattn._model import EncoderConfig, TextEncoder, explicit_attention
 from skattn._ngrams import fit_ngram_vectorizer, transform_ngrams
@@ -151,6 +153,17 @@ def float32_fused_variants():
     )
 
 
+def int8_variants():
+    """The fused float32 replica against the int8 one (what "auto" predicts with on x86 CPUs without bf16)."""
+    torch.manual_seed(0)
+    model = SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG)), 8).eval()
+    fused_s, int8_s = _paired_inference(inference_replica(model, torch.float32, fuse=True), int8_replica(model))
+    return (
+        "inference batch, fp32 or int8 (32x112)", "fp32 copy, fused oneDNN linear", fused_s,
+        "int8 linear layers (int8_replica)", int8_s,
+    )
+
+
 def activation_variants():
     """The fused bf16 replica with the feed-forward GELU against the ReLU."""
     gelu_s, relu_s = _paired_inference(_replica("gelu", fuse_linear=True), _replica("relu", fuse_linear=True))
@@ -247,11 +260,13 @@ def main():
         attention_dtype_variants(),
         attention_kernel_variants(),
         inference_variants(),
-        fused_linear_variants(),
-        float32_fused_variants(),
-        activation_variants(),
+        # The fused rows need oneDNN's linear op in that dtype (bf16: AVX512 or AVX-NE-CONVERT).
+        *([fused_linear_variants()] if onednn_linear_works(torch.bfloat16) else []),
+        *([float32_fused_variants()] if onednn_linear_works(torch.float32) else []),
+        *([int8_variants()] if int8_linear_works() and onednn_linear_works(torch.float32) else []),
+        *([activation_variants()] if onednn_linear_works(torch.bfloat16) else []),
         ngram_variants(),
-        padding_variants(torch.get_num_threads()),
+        *([padding_variants(torch.get_num_threads())] if onednn_linear_works(torch.bfloat16) else []),  # bf16 training
     ]
     if args.compile:
         rows.append(compile_variants())

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 import skattn
 from skattn import AttentionClassifier
 from skattn._text import PAD_ID, encode, length_batches, train_tokenizer
-from skattn._devices import cpu_has_native_bf16
+from skattn._devices import cpu_has_native_bf16, int8_linear_works, int8_pays
 
 from _common import cpu_model, emit, load_tsv, package_version, spawn, time_inference
 
@@ -55,7 +55,7 @@ class Row:
 
     name: str
     framework: str  # "skattn", "bert", "torch"; inference only: "onnxruntime" or "skattn.load"
-    precision: str  # "fp32" or "bf16"
+    precision: str  # "fp32", "bf16" or (skattn, inference) "int8", which trains in fp32
     batching: str  # "bucketed", "random" (pad to longest) or "fixed" (pad to MAX_LENGTH)
     summary: str
     activation: str = None  # skattn rows: the feed-forward activation; None for skattn's default
@@ -68,6 +68,11 @@ ROWS = (
         "AttentionClassifier(precision='bf16', activation='gelu'): the peers' activation", activation="gelu",
     ),
     Row("skattn-fp32", "skattn", "fp32", "bucketed", "AttentionClassifier(precision='fp32').fit, .predict"),
+    Row(
+        "skattn-int8", "skattn", "int8", "bucketed",
+        "AttentionClassifier(precision='int8'): trains in fp32, predicts with int8 linear layers "
+        "(what precision='auto' runs on x86 CPUs without native bf16)",
+    ),
     Row(
         "bert-typical", "bert", "fp32", "random",
         "BertForSequenceClassification, fp32, shuffled batches padded to their longest",
@@ -129,6 +134,8 @@ def parse_args(argv=None):
     add("--warmup-batches", type=int, default=3, help="untimed training batches before each timed epoch")
     add("--rows", help=f"comma-separated subset of {', '.join(ROW_NAMES)} (default: all that this "
         f"machine runs: skattn-bf16-loaded needs native bf16, skattn-onnx onnxruntime and onnxscript)")
+    add("--reference", help="the skattn row the 'skattn faster' ratios divide by (default: the one "
+        "precision='auto' picks on this CPU)")
     add("--seed", type=int, default=0)
     add("--repeats", type=int, default=1,
         help="run the rows this many times, in turn, and keep each row's best times")
@@ -147,6 +154,8 @@ def parse_args(argv=None):
     unknown = set(args.rows.split(",")) - set(ROW_NAMES)
     if unknown:
         parser.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROW_NAMES)}")
+    if args.reference is not None and args.reference not in args.rows.split(","):
+        parser.error(f"--reference {args.reference} is not among the rows run ({args.rows})")
     return args
 
 
@@ -155,6 +164,8 @@ def default_rows(explain=True):
     left_out = {}
     if not cpu_has_native_bf16():
         left_out["skattn-bf16-loaded"] = "this CPU has no native bf16"
+    if not int8_linear_works():
+        left_out["skattn-int8"] = "this PyTorch build has no working dynamically quantized linear layer"
     if not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnxscript")):
         left_out["skattn-onnx"] = "needs onnxruntime and onnxscript (pip install 'skattn[onnx]')"
     for name, reason in left_out.items() if explain else ():
@@ -724,9 +735,11 @@ def best_of(runs):
     return best
 
 
-def reference_row(rows, results):
-    """The skattn row that ``precision='auto'`` would pick here, else any skattn row that ran."""
-    auto = "bf16" if cpu_has_native_bf16() else "fp32"
+def reference_row(rows, results, name=None):
+    """The row ``name``, else the skattn row that ``precision='auto'`` would pick here, else any skattn row that ran."""
+    if name is not None:
+        return next((r for r in rows if r.name == name and results.get(r.name)), None)
+    auto = "bf16" if cpu_has_native_bf16() else "int8" if int8_pays(torch.device("cpu")) else "fp32"
     candidates = [r for r in rows if r.framework == "skattn" and results.get(r.name)]
     candidates.sort(key=lambda r: r.precision != auto)
     return candidates[0] if candidates else None
@@ -783,7 +796,7 @@ def table_rows(rows, results, ceilings, reference):
         if row.framework in INFERENCE_ONLY:  # no training of its own
             training, train_ratio = ["n/a"] * 6, "n/a"
         else:
-            epoch_s, ceiling = result["epoch_s"], ceilings[row.precision] * 1e9
+            epoch_s, ceiling = result["epoch_s"], ceilings["fp32" if row.precision == "int8" else row.precision] * 1e9
             tokens_per_s = result["real_tokens"] / epoch_s
             if ref:
                 train_ratio = f"{(ref['real_tokens'] / ref['epoch_s']) / tokens_per_s:.2f}"
@@ -835,7 +848,7 @@ def format_table(cells, markdown):
 
 def print_report(args, facts, rows, results):
     """Print the header, the table and a legend of the rows."""
-    reference = reference_row(rows, results)
+    reference = reference_row(rows, results, args.reference)
     bullet = "- " if args.markdown else ""
     print()
     for text in header_lines(args, facts):

@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 
 from ._callbacks import check_callbacks
 from . import _distributed
-from ._devices import resolve_device, resolve_precision
+from ._devices import resolve_device, resolve_inference_precision, resolve_precision
 from ._loop import Checkpoint, Stopping, TrainingData, adamw, checkpoint_key, infer, linear_schedule, train
 from ._model import ACTIVATIONS, POOLINGS, EncoderConfig, TextEncoder
 from ._progress import Progress, inference_bar
@@ -68,7 +68,7 @@ class _AttentionBase(BaseEstimator):
         "checkpoint_dir": [str, os.PathLike, None],
         "resume": ["boolean"],
         "device": [str, torch.device],
-        "precision": [StrOptions({"auto", "fp32", "bf16"})],
+        "precision": [StrOptions({"auto", "fp32", "bf16", "int8"})],
         "random_state": ["random_state"],
         "verbose": [StrOptions({"auto"}), "verbose"],
         "callbacks": [list, None],
@@ -377,14 +377,14 @@ class _AttentionBase(BaseEstimator):
         The replica made by :meth:`_prepare_inference` when it fits the
         current ``device`` and ``precision``; else one made for this call.
         """
-        dtype = resolve_precision(self.precision, device)
+        dtype = resolve_inference_precision(self.precision, device)
         prepared = self.__dict__.get("_inference_replica")
         if prepared is not None and prepared[:2] == (device, dtype):
             return prepared[2], None
         model = self.model_
         if next(model.parameters()).device != device:
             model = copy.deepcopy(model).to(device)
-        if _fast is None:
+        if _fast is None:  # then dtype is never torch.qint8
             return model, dtype
         replica = _fast.replica_for(model, device, dtype)
         return (model, None) if replica is None else (replica, None)
@@ -392,7 +392,8 @@ class _AttentionBase(BaseEstimator):
     def _prepare_inference(self):
         """Put ``model_`` on ``device`` and make its inference replica once.
 
-        The replica is in reduced precision, or, on a CPU where oneDNN fuses
+        The replica is in reduced precision, with int8 linear layers (see
+        :func:`skattn._fast.int8_replica`), or, on a CPU where oneDNN fuses
         the linear layers, in float32 with fused blocks; see
         :func:`skattn._fast.inference_replica`.
 
@@ -406,7 +407,7 @@ class _AttentionBase(BaseEstimator):
             device = torch.device("cpu")
         self.model_.to(device).eval()
         self.model_.zero_grad(set_to_none=True)  # the last step's gradients: a copy of every weight
-        dtype = resolve_precision(self.precision, device)
+        dtype = resolve_inference_precision(self.precision, device)
         replica = None if _fast is None else _fast.replica_for(self.model_, device, dtype)
         if replica is not None:
             self._inference_replica = (device, dtype, replica)

@@ -5,10 +5,16 @@ from contextlib import contextmanager
 import torch
 
 try:
-    from ._fast import cpu_has_native_bf16
+    from ._fast import cpu_has_native_bf16, int8_linear_works, int8_pays
 except ImportError:  # without the fast paths, the CPU runs float32
 
     def cpu_has_native_bf16():
+        return False
+
+    def int8_linear_works():
+        return False
+
+    def int8_pays(device):
         return False
 
 
@@ -39,12 +45,13 @@ def resolve_device(device):
 
 
 def resolve_precision(precision, device):
-    """Return the autocast dtype for ``precision`` on ``device``, or None for fp32.
+    """Return the training autocast dtype for ``precision`` on ``device``, or None for fp32.
 
     ``"auto"`` uses bfloat16 on CUDA devices that support it and on CPUs with
     native bfloat16 instructions (AVX512-BF16 or AMX), where it is faster.
+    ``"int8"`` trains in float32.
     """
-    if precision == "fp32":
+    if precision in ("fp32", "int8"):
         return None
     if precision == "bf16":
         return torch.bfloat16
@@ -53,6 +60,22 @@ def resolve_precision(precision, device):
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
+
+
+def resolve_inference_precision(precision, device):
+    """Return the dtype ``predict`` and ``transform`` run in: bfloat16, ``torch.qint8`` or None for fp32.
+
+    As :func:`resolve_precision`, except that ``torch.qint8`` (linear layers
+    in int8, see ``_fast.int8_replica``) replaces float32 on the CPU for
+    ``"int8"`` where PyTorch's dynamically quantized linear layer works, and
+    for ``"auto"`` where it also pays (x86 CPUs without native bfloat16).
+    """
+    if precision == "int8":
+        return torch.qint8 if device.type == "cpu" and int8_linear_works() else None
+    dtype = resolve_precision(precision, device)
+    if dtype is None and precision == "auto" and int8_pays(device):
+        return torch.qint8
+    return dtype
 
 
 @contextmanager

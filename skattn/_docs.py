@@ -110,10 +110,16 @@ SHARED_PARAMETERS = """\
         the CPU. A fitted model is stored on the CPU when pickled and moves to
         ``device`` as it is loaded (to the CPU if that device is missing).
 
-    precision : {"auto", "fp32", "bf16"}, default="auto"
+    precision : {"auto", "fp32", "bf16", "int8"}, default="auto"
         ``"auto"`` uses bfloat16 autocast on CUDA devices that support it and
-        on CPUs with native bfloat16 instructions, float32 elsewhere. Weights
-        are always kept in float32.
+        on CPUs with native bfloat16 instructions, float32 elsewhere, except
+        that on x86 CPUs without native bfloat16 ``predict``, ``predict_proba``
+        and ``transform`` run the encoder's linear layers in int8. ``"int8"``
+        trains in float32 and predicts with int8 linear layers on the CPU
+        (in float32 on a GPU, or where PyTorch's quantized linear layer is
+        missing). int8 inputs are scaled per batch, so outputs move slightly
+        with the other documents of a batch. Weights are always kept in
+        float32.
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, batch order and masking. An int
@@ -177,5 +183,5 @@ TRAINING_ATTRIBUTES = """\
         The device the last fit trained on, e.g. ``"cpu"`` or ``"cuda:0"``.
 
     fit_precision_ : {"fp32", "bf16"}
-        The precision ``precision`` resolved to in the last fit.
+        The precision ``precision`` resolved to for training in the last fit.
 """

@@ -7,12 +7,16 @@
   bfloat16 (or float32) and, where PyTorch's oneDNN linear op works, its
   linear layers on packed weights with the bias, activation and residual
   fused in;
+- :func:`int8_replica`: a copy whose blocks' linear layers run on int8
+  weights and dynamically quantized int8 inputs (``precision="int8"``, and
+  ``"auto"`` on x86 CPUs without native bfloat16);
 - :data:`PAD_MULTIPLE` and :data:`SELECTED_MULTIPLE`: matrix widths rounded so
   that oneDNN compiles few kernels;
 - :func:`cpu_has_native_bf16`: whether ``precision="auto"`` picks bfloat16 on the CPU.
 
 Everything here leans on PyTorch internals (``torch.ops.mkldnn``,
-``torch.cpu._is_*_supported``) or on measurements of one machine. Without
+``torch.cpu._is_*_supported``), on PyTorch's eager quantization API (deprecated
+by recent PyTorch releases, so checked at run time) or on measurements of one machine. Without
 this module skattn runs the plain model in float32 on the CPU: only speed
 changes. Setting the environment variable ``SKATTN_FAST_PATHS=0`` before
 importing skattn makes it behave as if this module were deleted.
@@ -21,6 +25,7 @@ importing skattn makes it behave as if this module were deleted.
 import copy
 import functools
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -163,12 +168,19 @@ def inference_replica(module, dtype, fuse=None):
 
 
 def replica_for(module, device, dtype):
-    """The :func:`inference_replica` to run ``module`` with on ``device``, or None for ``module`` itself.
+    """The replica to run ``module`` with on ``device``, or None for ``module`` itself.
 
-    ``dtype`` is the inference precision, None for float32. A reduced
-    precision always gets a cast replica; float32 gets one only where
-    :func:`fusion_pays`, as a plain float32 copy would change nothing.
+    ``dtype`` is the inference precision: ``torch.qint8`` for an
+    :func:`int8_replica` (float32 where :func:`int8_linear_works` is false
+    or off the CPU), a reduced float type for a cast
+    :func:`inference_replica`, None for float32, which gets a fused replica
+    only where :func:`fusion_pays`, as a plain float32 copy would change
+    nothing.
     """
+    if dtype == torch.qint8:
+        if device.type == "cpu" and int8_linear_works():
+            return int8_replica(module)
+        dtype = None
     if dtype is not None:
         return inference_replica(module, dtype)
     if fusion_pays(device, torch.float32):
@@ -278,4 +290,74 @@ def onednn_linear_works(dtype=torch.bfloat16):
             for mine, theirs in pairs
         )
     except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+# -- int8 inference ------------------------------------------------------------------
+
+
+def int8_replica(module):
+    """A copy of a fitted model whose blocks' linear layers compute in int8, for CPU inference.
+
+    Each weight is quantized once, per output channel; each input is
+    quantized at every call with one scale for the whole batch, chosen from
+    its range (PyTorch's dynamic quantization, run by FBGEMM or oneDNN on
+    x86). Embeddings, LayerNorms, attention, pooling and the output heads
+    stay in float32, and so do the outputs. The replica is a snapshot, as
+    :func:`inference_replica`'s.
+
+    Parameters
+    ----------
+    module : TextEncoder, or a head module with an ``encoder`` attribute
+    """
+    replica = copy.deepcopy(module).eval()
+    encoder = replica.encoder if hasattr(replica, "encoder") else replica
+    _quantize_linear_layers(encoder.blocks)
+    return replica
+
+
+def _quantize_linear_layers(module):
+    """``module`` with every ``nn.Linear`` inside it swapped, in place, for a dynamically quantized one."""
+    # torch.ao.quantization is deprecated in favour of torchao, whose int8
+    # layers run slower than float32 in eager mode on the CPU; its warnings
+    # are not the user's to act on.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        return quantize_dynamic(module, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+
+
+def int8_pays(device):
+    """Whether ``precision="auto"`` runs inference on an :func:`int8_replica` on ``device``.
+
+    On a CPU whose quantized engine is x86's (FBGEMM or oneDNN), where
+    :func:`int8_linear_works`; only used where the CPU lacks native
+    bfloat16, which is faster still (``benchmarks/levers.py`` times both).
+    """
+    return device.type == "cpu" and torch.backends.quantized.engine in ("x86", "fbgemm") and int8_linear_works()
+
+
+def int8_linear_works():
+    """Whether this PyTorch build runs a dynamically quantized int8 linear layer correctly.
+
+    The eager quantization API is deprecated and its kernels depend on the
+    build and the CPU, so its result is checked against ``F.linear``, once
+    per quantized engine.
+    """
+    return _int8_linear_works(torch.backends.quantized.engine)
+
+
+@functools.cache
+def _int8_linear_works(engine):
+    try:
+        generator = torch.Generator().manual_seed(0)
+        with torch.random.fork_rng(devices=[]):  # nn.Linear's initialisation draws from torch's global generator
+            linear = nn.Linear(64, 32)
+        x = torch.randn(2, 3, 64, generator=generator)
+        quantized = _quantize_linear_layers(nn.Sequential(copy.deepcopy(linear)))
+        with torch.inference_mode():
+            mine, theirs = quantized(x), linear(x)
+        return mine.shape == theirs.shape and float((mine - theirs).abs().max()) <= 0.05 * float(theirs.abs().max())
+    except (AttributeError, ImportError, RuntimeError, NotImplementedError):
         return False

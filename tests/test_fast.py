@@ -114,6 +114,77 @@ def test_a_float32_classifier_predicts_through_the_fused_replica_as_through_its_
     np.testing.assert_allclose(fused, plain, atol=1e-6)
 
 
+INT8 = pytest.mark.skipif(
+    not _fast.int8_linear_works(),
+    reason="PyTorch build without a working dynamically quantized linear layer; skattn predicts in float32",
+)
+
+
+@INT8
+def test_int8_replica_matches_the_model():
+    torch.manual_seed(0)
+    model = SequenceClassifier(TextEncoder(CONFIG), 3).eval()
+    ids = padded_ids(torch.Generator().manual_seed(1))
+    replica = _fast.int8_replica(model)
+    block = replica.encoder.blocks[0]
+    layers = (block.attention.qkv, block.attention.out, block.ff.up, block.ff.down)
+    assert not any(isinstance(layer, torch.nn.Linear) for layer in layers)
+    with torch.inference_mode():
+        expected = model(ids)
+        assert (replica(ids) - expected).abs().max() <= 0.05 * expected.abs().max()
+    # A snapshot: the model keeps its float32 layers; the heads stay float32 in the replica too.
+    assert isinstance(model.encoder.blocks[0].ff.up, torch.nn.Linear)
+    assert isinstance(replica.head, torch.nn.Linear) and replica.head.weight is not model.head.weight
+
+
+def test_int8_is_chosen_only_where_it_runs():
+    from skattn import _devices
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    works = _fast.int8_linear_works()
+    assert _devices.resolve_inference_precision("int8", cpu) == (torch.qint8 if works else None)
+    assert _devices.resolve_inference_precision("int8", cuda) is None
+    assert _devices.resolve_inference_precision("fp32", cpu) is None
+    assert _devices.resolve_precision("int8", cpu) is None  # training runs in float32
+    assert not _fast.int8_pays(cuda)
+    with mock.patch.object(_devices, "cpu_has_native_bf16", return_value=False):
+        expected = torch.qint8 if _fast.int8_pays(cpu) else None
+        assert _devices.resolve_inference_precision("auto", cpu) == expected
+    with mock.patch.object(_devices, "cpu_has_native_bf16", return_value=True):
+        assert _devices.resolve_inference_precision("auto", cpu) == torch.bfloat16
+    with mock.patch.object(_fast, "_int8_linear_works", return_value=False):
+        assert _devices.resolve_inference_precision("int8", cpu) is None
+        assert not _fast.int8_pays(cpu)
+
+
+@pytest.fixture(scope="module")
+def r8_subset():
+    from skattn.datasets import load_r8
+
+    X_train, y_train, X_test, y_test = load_r8()
+    return X_train[:1000], y_train[:1000], X_test[:500], y_test[:500]
+
+
+@INT8
+def test_int8_predictions_agree_with_float32_on_r8(r8_subset):
+    import pickle
+
+    from skattn import AttentionClassifier
+
+    X_train, y_train, X_test, y_test = r8_subset
+    small = dict(vocab_size=2000, d_model=64, n_heads=2, n_layers=2, d_ff=128, max_epochs=3, random_state=0, device="cpu")
+    clf = AttentionClassifier(**small, precision="int8").fit(X_train, y_train)
+    assert clf.fit_precision_ == "fp32"  # trained in float32
+    assert clf._inference_replica[1] == torch.qint8
+    int8 = clf.predict_proba(X_test)
+    fp32 = pickle.loads(pickle.dumps(clf)).set_params(precision="fp32").predict_proba(X_test)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X_test), int8)
+    np.testing.assert_allclose(int8, fp32, atol=0.05)
+    assert np.mean(int8.argmax(axis=1) == fp32.argmax(axis=1)) >= 0.98
+    accuracy = np.mean(clf.classes_[int8.argmax(axis=1)] == y_test)
+    assert accuracy >= np.mean(clf.classes_[fp32.argmax(axis=1)] == y_test) - 0.01 and accuracy > 0.7
+
+
 def test_cpu_dropout_masks():
     x = torch.ones(200, 500, requires_grad=True)
     dropout = NumpyDropout(0.1).train()
@@ -164,6 +235,9 @@ assert type(clf.model_.encoder.blocks[0].attention.dropout).__name__ == "Dropout
 proba = pickle.loads(pickle.dumps(clf)).predict_proba(texts)
 assert np.allclose(proba, clf.predict_proba(texts)) and np.allclose(proba.sum(axis=1), 1)
 assert np.isfinite(AttentionEncoder(**small).fit(texts).transform(texts)).all()
+# precision="int8" needs the fast paths: without them it trains and predicts in float32.
+as_int8 = AttentionClassifier(**{**small, "precision": "int8"}).fit(texts, labels).predict_proba(texts)
+assert np.array_equal(as_int8, AttentionClassifier(**{**small, "precision": "fp32"}).fit(texts, labels).predict_proba(texts))
 try:
     import skattn._fast
 except ImportError:

@@ -125,7 +125,7 @@ def test_fit_leaves_global_torch_state_alone():
     assert torch.get_num_threads() == threads
 
 
-@pytest.mark.parametrize("precision", ["fp32", "auto"])
+@pytest.mark.parametrize("precision", ["fp32", "auto", "int8"])
 def test_a_first_fit_in_a_fresh_process_leaves_global_torch_state_alone(precision):
     # The first fit of a process also probes what the CPU and PyTorch build
     # run fastest (cached afterwards): those probes must not draw from torch's
