@@ -113,13 +113,14 @@ SHARED_PARAMETERS = """\
     precision : {"auto", "fp32", "bf16", "int8"}, default="auto"
         ``"auto"`` uses bfloat16 autocast on CUDA devices that support it and
         on CPUs with native bfloat16 instructions, float32 elsewhere, except
-        that on x86 CPUs without native bfloat16 ``predict``, ``predict_proba``
-        and ``transform`` run the encoder's linear layers in int8. ``"int8"``
-        trains in float32 and predicts with int8 linear layers on the CPU
-        (in float32 on a GPU, or where PyTorch's quantized linear layer is
-        missing). int8 inputs are scaled per batch, so outputs move slightly
-        with the other documents of a batch. Weights are always kept in
-        float32.
+        that on x86 CPUs without native bfloat16 (and not AVX512 without
+        VNNI) inference (``predict``, ``predict_proba``,
+        ``decision_function``, ``transform``) runs the encoder's linear
+        layers in int8. ``"int8"`` trains in float32 and runs inference so
+        on the CPU (in float32 on a GPU, or where PyTorch's quantized linear
+        layer is missing). int8 inputs are scaled per batch, so outputs move
+        slightly with the other documents of a batch. ``explain`` always
+        runs in float32. Weights are always kept in float32.
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, batch order and masking. An int

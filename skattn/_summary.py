@@ -116,8 +116,24 @@ def summarize(estimator):
         rows.append(("final loss", f"{info['final_loss']:.4f}"))
     if estimator.validation_scores_:
         rows.append(("validation score", f"{estimator.validation_scores_[-1]:.4f} (best {estimator.best_score_:.4f})"))
+    info["inference_device"], info["inference_precision"] = inference_setting(estimator)
+    rows.append(("inference", f"on {info['inference_device']} in {info['inference_precision']}"))
     rows.append(("versions", ", ".join(f"{name} {version}" for name, version in info["versions"].items())))
     return ModelSummary(type(estimator).__name__, rows, parameters, info)
+
+
+def inference_setting(estimator):
+    """The device and precision (``"fp32"``, ``"bf16"`` or ``"int8"``) ``predict`` and ``transform`` run in now."""
+    import torch
+
+    from ._devices import resolve_device, resolve_inference_precision
+
+    try:
+        device = resolve_device(estimator.device)
+    except ValueError:  # a model saved on a GPU, loaded without one
+        device = torch.device("cpu")
+    dtype = resolve_inference_precision(estimator.precision, device)
+    return str(device), {torch.bfloat16: "bf16", torch.qint8: "int8"}.get(dtype, "fp32")
 
 
 def parameter_counts(model):

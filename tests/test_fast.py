@@ -128,7 +128,7 @@ def test_int8_replica_matches_the_model():
     replica = _fast.int8_replica(model)
     block = replica.encoder.blocks[0]
     layers = (block.attention.qkv, block.attention.out, block.ff.up, block.ff.down)
-    assert not any(isinstance(layer, torch.nn.Linear) for layer in layers)
+    assert all(isinstance(layer, torch.ao.nn.quantized.dynamic.Linear) for layer in layers)
     with torch.inference_mode():
         expected = model(ids)
         assert (replica(ids) - expected).abs().max() <= 0.05 * expected.abs().max()
@@ -147,9 +147,13 @@ def test_int8_is_chosen_only_where_it_runs():
     assert _devices.resolve_inference_precision("fp32", cpu) is None
     assert _devices.resolve_precision("int8", cpu) is None  # training runs in float32
     assert not _fast.int8_pays(cuda)
-    with mock.patch.object(_devices, "cpu_has_native_bf16", return_value=False):
-        expected = torch.qint8 if _fast.int8_pays(cpu) else None
-        assert _devices.resolve_inference_precision("auto", cpu) == expected
+    x86 = torch.backends.quantized.engine in ("x86", "fbgemm")
+    for avx512, vnni, pays in [(False, False, True), (True, False, False), (True, True, True)]:
+        with mock.patch.object(torch.cpu, "_is_avx512_supported", return_value=avx512, create=True), \
+                mock.patch.object(torch.cpu, "_is_vnni_supported", return_value=vnni, create=True):
+            assert _fast.int8_pays(cpu) == (pays and x86 and works)
+            with mock.patch.object(_devices, "cpu_has_native_bf16", return_value=False):
+                assert _devices.resolve_inference_precision("auto", cpu) == (torch.qint8 if pays and x86 and works else None)
     with mock.patch.object(_devices, "cpu_has_native_bf16", return_value=True):
         assert _devices.resolve_inference_precision("auto", cpu) == torch.bfloat16
     with mock.patch.object(_fast, "_int8_linear_works", return_value=False):
@@ -178,6 +182,7 @@ def test_int8_predictions_agree_with_float32_on_r8(r8_subset):
     assert clf._inference_replica[1] == torch.qint8
     int8 = clf.predict_proba(X_test)
     fp32 = pickle.loads(pickle.dumps(clf)).set_params(precision="fp32").predict_proba(X_test)
+    assert not np.array_equal(int8, fp32)  # the int8 replica ran
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X_test), int8)
     np.testing.assert_allclose(int8, fp32, atol=0.05)
     assert np.mean(int8.argmax(axis=1) == fp32.argmax(axis=1)) >= 0.98
@@ -228,7 +233,7 @@ import pickle, numpy as np, skattn._base as base
 from skattn import AttentionClassifier, AttentionEncoder
 texts = ["a good film", "great acting", "a bad film", "awful acting"] * 4
 labels = ["pos", "pos", "neg", "neg"] * 4
-small = dict(d_model=16, n_heads=2, d_ff=32, max_epochs=2, random_state=0, precision="bf16")
+small = dict(d_model=16, n_heads=2, d_ff=32, max_epochs=2, random_state=0, precision="bf16", device="cpu")
 clf = AttentionClassifier(**small).fit(texts, labels)
 assert base._fast is None
 assert type(clf.model_.encoder.blocks[0].attention.dropout).__name__ == "Dropout"
