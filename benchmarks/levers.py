@@ -3,7 +3,7 @@
 Every comparison runs both variants in this process, one after the other, on the
 same tensors, and prints their times and the ratio. Run with::
 
-    python benchmarks/levers.py [--threads N]
+    python benchmarks/levers.py [--threads N] [--only int8,fp32-fused] [--compile]
 """
 
 import argparse
@@ -246,30 +246,49 @@ def padding_variants(threads):
     return label, f"exact width (peak {results[1][1]} MiB)", results[1][0], f"rounded to 16 (skattn; peak {results[16][1]} MiB)", results[16][0]
 
 
+def levers():
+    """Each lever's name, its timing function, and whether this CPU and PyTorch build can run it."""
+    bf16_fused = onednn_linear_works(torch.bfloat16)  # oneDNN's bf16 linear op needs AVX512 or AVX-NE-CONVERT
+    fp32_fused = onednn_linear_works(torch.float32)
+    threads = torch.get_num_threads()
+    return {
+        "gelu": (gelu_variants, True),
+        "dropout": (dropout_variants, True),
+        "attention-dtype": (attention_dtype_variants, True),
+        "attention-kernel": (attention_kernel_variants, True),
+        "inference": (inference_variants, True),
+        "fused-linear": (fused_linear_variants, bf16_fused),
+        "fp32-fused": (float32_fused_variants, fp32_fused),
+        "int8": (int8_variants, fp32_fused and int8_linear_works()),
+        "activation": (activation_variants, bf16_fused),
+        "ngrams": (ngram_variants, True),
+        "padding": (lambda: padding_variants(threads), bf16_fused),  # bf16 training
+        "compile": (compile_variants, True),
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (compiling takes about a minute)")
+    parser.add_argument("--only", help="comma-separated levers to time (default: all but compile): " + ", ".join(levers()))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    available = levers()
+    chosen = args.only.split(",") if args.only else [name for name in available if name != "compile"]
+    chosen += ["compile"] if args.compile and "compile" not in chosen else []
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        parser.error(f"unknown levers {unknown}; choose from {', '.join(available)}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    rows = [
-        gelu_variants(),
-        dropout_variants(),
-        attention_dtype_variants(),
-        attention_kernel_variants(),
-        inference_variants(),
-        # The fused rows need oneDNN's linear op in that dtype (bf16: AVX512 or AVX-NE-CONVERT).
-        *([fused_linear_variants()] if onednn_linear_works(torch.bfloat16) else []),
-        *([float32_fused_variants()] if onednn_linear_works(torch.float32) else []),
-        *([int8_variants()] if int8_linear_works() and onednn_linear_works(torch.float32) else []),
-        *([activation_variants()] if onednn_linear_works(torch.bfloat16) else []),
-        ngram_variants(),
-        *([padding_variants(torch.get_num_threads())] if onednn_linear_works(torch.bfloat16) else []),  # bf16 training
-    ]
-    if args.compile:
-        rows.append(compile_variants())
+    rows = []
+    for name in chosen:
+        function, runs_here = available[name]
+        if runs_here:
+            rows.append(function())
+        else:
+            print(f"leaving out {name}: this CPU or PyTorch build lacks its kernels")
     print(f"{'operation':44s} {'alternative':38s} {'ms':>8s}   {'skattn uses':44s} {'ms':>8s} {'speed-up':>9s}")
     for label, name_a, seconds_a, name_b, seconds_b in rows:
         print(f"{label:44s} {name_a:38s} {seconds_a * 1e3:8.2f}   {name_b:44s} {seconds_b * 1e3:8.2f} {seconds_a / seconds_b:8.2f}x")

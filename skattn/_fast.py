@@ -9,16 +9,16 @@
   fused in;
 - :func:`int8_replica`: a copy whose blocks' linear layers run on int8
   weights and dynamically quantized int8 inputs (``precision="int8"``, and
-  ``"auto"`` on x86 CPUs without native bfloat16);
+  ``"auto"`` where :func:`int8_pays`);
 - :data:`PAD_MULTIPLE` and :data:`SELECTED_MULTIPLE`: matrix widths rounded so
   that oneDNN compiles few kernels;
 - :func:`cpu_has_native_bf16`: whether ``precision="auto"`` picks bfloat16 on the CPU.
 
 Everything here leans on PyTorch internals (``torch.ops.mkldnn``,
-``torch.cpu._is_*_supported``), on PyTorch's eager quantization API (deprecated
-by recent PyTorch releases, so checked at run time) or on measurements of one machine. Without
-this module skattn runs the plain model in float32 on the CPU: only speed
-changes. Setting the environment variable ``SKATTN_FAST_PATHS=0`` before
+``torch.cpu._is_*_supported``), on PyTorch's eager quantization API
+(deprecated by recent releases, so checked at run time) or on measurements of
+one machine. Without this module skattn runs the plain model in float32 on
+the CPU: only speed changes. Setting the environment variable ``SKATTN_FAST_PATHS=0`` before
 importing skattn makes it behave as if this module were deleted.
 """
 
