@@ -99,8 +99,7 @@ def attention_kernel_variants():
 
 
 def inference_variants():
-    torch.manual_seed(0)
-    model = SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG)), 8).eval()
+    model = _model()
     ids = torch.randint(5, 8000, (32, 112))
     replica = inference_replica(model, torch.bfloat16, fuse=False)
 
@@ -116,11 +115,15 @@ def inference_variants():
     return "inference batch (32x112 tokens)", "bf16 autocast", autocast_s, "bf16 replica", replica_s
 
 
-def _replica(activation="relu", fuse_linear=False):
-    """A bf16 inference replica of a freshly initialised model of the benchmark's size."""
+def _model(activation="relu"):
+    """A freshly initialised classifier of the benchmark's size, seeded, in eval mode."""
     torch.manual_seed(0)
-    model = SequenceClassifier(TextEncoder(EncoderConfig(**{**CONFIG, "activation": activation})), 8).eval()
-    return inference_replica(model, torch.bfloat16, fuse=fuse_linear)
+    return SequenceClassifier(TextEncoder(EncoderConfig(**{**CONFIG, "activation": activation})), 8).eval()
+
+
+def _replica(activation="relu", fuse_linear=False):
+    """A bf16 inference replica of :func:`_model`."""
+    return inference_replica(_model(activation), torch.bfloat16, fuse=fuse_linear)
 
 
 def _paired_inference(first, second):
@@ -143,9 +146,8 @@ def fused_linear_variants():
 
 
 def float32_fused_variants():
-    """The float32 model against its fused float32 replica (the CPU default without native bf16)."""
-    torch.manual_seed(0)
-    model = SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG)), 8).eval()
+    """The float32 model against its fused float32 replica (``precision="fp32"`` on the CPU)."""
+    model = _model()
     plain_s, fused_s = _paired_inference(model, inference_replica(model, torch.float32, fuse=True))
     return (
         "inference batch, fp32 (32x112)", "the float32 model (nn.Linear, ReLU)", plain_s,
@@ -155,8 +157,7 @@ def float32_fused_variants():
 
 def int8_variants():
     """The fused float32 replica against the int8 one (what "auto" predicts with on x86 CPUs without bf16)."""
-    torch.manual_seed(0)
-    model = SequenceClassifier(TextEncoder(EncoderConfig(**CONFIG)), 8).eval()
+    model = _model()
     fused_s, int8_s = _paired_inference(inference_replica(model, torch.float32, fuse=True), int8_replica(model))
     return (
         "inference batch, fp32 or int8 (32x112)", "fp32 copy, fused oneDNN linear", fused_s,
