@@ -21,9 +21,16 @@ from ._heads import SequenceClassifier, classification_loss
 from ._loop import TrainingData, warn_if_not_converged
 from ._model import TextEncoder
 from ._ngram_path import NgramPath, rename_legacy_weights
-from ._ngrams import NgramFeatures, fit_ngram_vectorizer, transform_ngrams
+from ._ngrams import NgramFeatures, fit_ngram_vectorizer, transform_ngrams, written_without_spaces
 from ._targets import Targets
 from ._text import check_documents
+
+# encoder_logit_scale="auto": the encoder's weight in the sum of the two paths'
+# logits, chosen on validation splits (benchmarks/README.md). On text written
+# without spaces the n-gram path reads character 1-3 grams, the encoder reads
+# the same characters and is then the weaker path, so it weighs less.
+AUTO_SCALE_WORDS = 0.25
+AUTO_SCALE_CHARACTERS = 0.1
 
 
 class AttentionClassifier(ClassifierMixin, _AttentionBase):
@@ -81,14 +88,18 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         ``ngram_vectorizer_.analyzer.ngram_range``. None trains the encoder
         alone.
 
-    encoder_logit_scale : float, default=0.25
+    encoder_logit_scale : "auto" or float, default="auto"
         Factor on the encoder's logits in their sum with the n-gram path's
         (a product of the two paths' probabilities with the encoder's
         tempered). Both paths fit the training set almost perfectly, and the
-        encoder is then the more overconfident one on new texts; the default
-        was chosen on validation splits (``benchmarks/README.md``). It does
-        not change how either path is trained. Ignored when
-        ``ngram_range=None``.
+        encoder is then the more overconfident one on new texts. ``"auto"``
+        takes 0.25, or 0.1 when most words of the training texts are single
+        Han, Hiragana or Katakana characters (where the n-gram path's
+        character n-grams hold most of what the encoder learns); both were
+        chosen on validation splits (``benchmarks/README.md``). The scale
+        used is ``encoder_logit_scale_``; ``warm_start`` and ``partial_fit``
+        keep the one of the first fit. It does not change how either path
+        is trained. Ignored when ``ngram_range=None``.
 
     Attributes
     ----------
@@ -108,6 +119,10 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
 
     ngram_vectorizer_ : sklearn.feature_extraction.text.TfidfVectorizer or None
         The n-gram features of the linear path; None if ``ngram_range=None``.
+
+    encoder_logit_scale_ : float
+        The factor on the encoder's logits that ``predict`` uses:
+        ``encoder_logit_scale``, resolved if ``"auto"``.
 
 %(training_attributes)s
     See Also
@@ -131,7 +146,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "logit_adjustment": [Interval(Real, 0, None, closed="left")],
         "ngram_range": [StrOptions({"auto"}), tuple, None],
-        "encoder_logit_scale": [Interval(Real, 0, None, closed="left")],
+        "encoder_logit_scale": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -170,7 +185,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         class_weight=None,
         logit_adjustment=1.0,
         ngram_range="auto",
-        encoder_logit_scale=0.25,
+        encoder_logit_scale="auto",
     ):
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size
@@ -331,7 +346,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             tokenizer, config, vectorizer, ngrams, module = self._model_to_train(
                 documents, len(targets.classes), warm=warm, pretrained=pretrained
             )
-            module.to(device).encoder_scale.fill_(self.encoder_logit_scale)
+            module.to(device).encoder_scale.fill_(self._encoder_logit_scale(documents, module, warm))
             rows = np.flatnonzero(targets.labeled)
             data = TrainingData(
                 self._encode(tokenizer, config, [documents[i] for i in rows]),
@@ -536,6 +551,25 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
                 encoder.set_params(random_state=torch_seed)
             encoder.fit(documents)
         return encoder.tokenizer_, encoder.config_, copy.deepcopy(encoder.model_).cpu()
+
+    @property
+    def encoder_logit_scale_(self):
+        """The factor on the encoder's logits in ``predict``; see ``encoder_logit_scale``."""
+        check_is_fitted(self, "model_")
+        # The model holds it in float32: its shortest decimal form gives back 0.1, not 0.10000000149.
+        return float(str(self.model_.encoder_scale.cpu().numpy()))
+
+    def _encoder_logit_scale(self, documents, module, warm):
+        """``encoder_logit_scale``, or for ``"auto"`` the factor that suits ``documents``.
+
+        A warm fit keeps the factor ``module`` (the fitted model's copy) holds.
+        """
+        scale = self.encoder_logit_scale
+        if not (isinstance(scale, str) and scale == "auto"):
+            return float(scale)
+        if warm:
+            return float(module.encoder_scale)
+        return AUTO_SCALE_CHARACTERS if written_without_spaces(documents) else AUTO_SCALE_WORDS
 
     def _class_weights(self, targets):
         """Weight of each class in the loss, or None (``class_weight``)."""

@@ -158,23 +158,31 @@ _ISOLATED_CHARACTER = re.compile(f"[{_ISOLATED}]")
 AUTO_SAMPLE_DOCUMENTS = 2000
 
 
-def resolve_ngram_range(ngram_range, documents):
-    """``ngram_range`` itself, or for ``"auto"`` the range that suits ``documents``.
+def written_without_spaces(documents):
+    """Whether most words of ``documents`` are single Han, Hiragana or Katakana characters.
 
-    ``"auto"`` gives :data:`AUTO_CHARACTER_RANGE` when most words of the
-    documents (of an evenly spaced sample of at most
-    :data:`AUTO_SAMPLE_DOCUMENTS`) are single Han, Hiragana or Katakana
-    characters, i.e. text written without spaces; else :data:`AUTO_WORD_RANGE`.
+    Counts the words of an evenly spaced sample of at most
+    :data:`AUTO_SAMPLE_DOCUMENTS` documents: true for Chinese or Japanese
+    text, false for text whose words are separated by spaces.
     """
-    if ngram_range != "auto":
-        return tuple(ngram_range)
     step = max(1, len(documents) // AUTO_SAMPLE_DOCUMENTS)
     n_words = n_characters = 0
     for document in documents[::step]:
         words = _WORD.findall(unicodedata.normalize("NFKC", document))
         n_words += len(words)
         n_characters += sum(1 for word in words if _ISOLATED_CHARACTER.fullmatch(word))
-    return AUTO_CHARACTER_RANGE if n_characters > n_words / 2 else AUTO_WORD_RANGE
+    return n_characters > n_words / 2
+
+
+def resolve_ngram_range(ngram_range, documents):
+    """``ngram_range`` itself, or for ``"auto"`` the range that suits ``documents``.
+
+    ``"auto"`` gives :data:`AUTO_CHARACTER_RANGE` when the documents are
+    :func:`written_without_spaces`, else :data:`AUTO_WORD_RANGE`.
+    """
+    if ngram_range != "auto":
+        return tuple(ngram_range)
+    return AUTO_CHARACTER_RANGE if written_without_spaces(documents) else AUTO_WORD_RANGE
 
 
 def fitted_ngram_range(vectorizer):

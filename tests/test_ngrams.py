@@ -13,6 +13,7 @@ import skattn
 from skattn import AttentionClassifier
 from skattn._ngrams import (
     MAX_NGRAM_FEATURES, WordNgrams, fit_ngram_vectorizer, fitted_ngram_range, resolve_ngram_range, transform_ngrams,
+    written_without_spaces,
 )
 
 from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
@@ -126,7 +127,7 @@ def test_classifier_has_both_paths_and_predicts_their_sum(fitted_classifier):
     batch = inputs.batch(np.arange(4), next(fitted_classifier.model_.parameters()).device)
     with torch.inference_mode():
         encoder_logits, ngram_logits = fitted_classifier.model_.path_logits(**batch.inputs())
-    assert fitted_classifier.encoder_logit_scale == 0.25
+    assert fitted_classifier.encoder_logit_scale == "auto" and fitted_classifier.encoder_logit_scale_ == 0.25
     expected = (0.25 * encoder_logits + ngram_logits).cpu().numpy()
     np.testing.assert_allclose(
         fitted_classifier.set_params(precision="fp32").decision_function(TOPIC_TEXTS[:4]), expected, rtol=1e-5, atol=1e-5
@@ -174,6 +175,30 @@ def test_encoder_logit_scale_weighs_the_encoder_path():
     assert float(pickle.loads(pickle.dumps(scaled)).model_.encoder_scale) == 0.0
 
 
+def test_auto_encoder_logit_scale_weighs_the_encoder_less_on_text_without_spaces():
+    labels = [0, 1, 2] * 4  # three classes: decision_function is then the logits
+    assert not hasattr(AttentionClassifier(), "encoder_logit_scale_")
+    english = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert english.encoder_logit_scale_ == 0.25
+    chinese = AttentionClassifier(**TINY, precision="fp32").fit(CHINESE * 4, labels)
+    assert chinese.encoder_logit_scale == "auto" and chinese.encoder_logit_scale_ == 0.1
+    inputs = chinese._inputs(CHINESE)
+    batch = inputs.batch(np.arange(len(CHINESE)), next(chinese.model_.parameters()).device)
+    with torch.inference_mode():
+        encoder_logits, ngram_logits = chinese.model_.path_logits(**batch.inputs())
+    np.testing.assert_allclose(
+        chinese.decision_function(CHINESE), (0.1 * encoder_logits + ngram_logits).cpu().numpy(), rtol=1e-5, atol=1e-5
+    )
+    # Continued training keeps the first fit's choice, whatever the new texts are written in.
+    chinese.partial_fit(TOPIC_TEXTS[:3], [0, 1, 2])
+    assert chinese.encoder_logit_scale_ == 0.1
+    chinese.set_params(warm_start=True).fit(TOPIC_TEXTS[:6], [0, 1, 2] * 2)
+    assert chinese.encoder_logit_scale_ == 0.1
+    # A number is used as given, cold or warm.
+    assert chinese.set_params(encoder_logit_scale=0.5).fit(CHINESE * 4, labels).encoder_logit_scale_ == 0.5
+    assert AttentionClassifier(**TINY, encoder_logit_scale=0.3).fit(CHINESE * 4, labels).encoder_logit_scale_ == 0.3
+
+
 def test_partial_fit_keeps_the_first_vectorizer():
     clf = AttentionClassifier(**TINY)
     clf.partial_fit(TOPIC_TEXTS[:9], TOPIC_LABELS[:9], classes=[0, 1, 2])
@@ -204,6 +229,7 @@ CHINESE = ["这家酒店的服务很好，房间干净", "书的内容很无聊�
 )
 def test_auto_ngram_range_uses_character_trigrams_for_text_without_spaces(documents, expected):
     assert resolve_ngram_range("auto", documents) == expected
+    assert written_without_spaces(documents) is (expected == (1, 3))
     assert resolve_ngram_range((1, 1), documents) == (1, 1)
 
 
@@ -218,6 +244,7 @@ def test_auto_ngram_range_is_fitted_saved_and_exported(tmp_path):
     chinese.save(tmp_path / "zh.skattn")
     restored = skattn.load(tmp_path / "zh.skattn")
     assert fitted_ngram_range(restored.ngram_vectorizer_) == (1, 3)
+    assert restored.encoder_logit_scale_ == 0.1
     np.testing.assert_array_equal(restored.predict_proba(CHINESE), chinese.predict_proba(CHINESE))
 
 

@@ -218,6 +218,8 @@ def test_estimator_specific_invalid_parameters():
         AttentionClassifier(**GUARDED, class_weight="uniform").fit(TOPIC_TEXTS, TOPIC_LABELS)
     with pytest.raises(InvalidParameterError, match="'encoder_logit_scale' parameter"):
         AttentionClassifier(**GUARDED, encoder_logit_scale=-1.0).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    with pytest.raises(InvalidParameterError, match=r"'encoder_logit_scale' parameter .* a str among \{'auto'\}"):
+        AttentionClassifier(**GUARDED, encoder_logit_scale="half").fit(TOPIC_TEXTS, TOPIC_LABELS)
     with pytest.raises(InvalidParameterError, match="'ngram_range' parameter"):
         AttentionClassifier(**GUARDED, ngram_range=[1, 2]).fit(TOPIC_TEXTS, TOPIC_LABELS)
     with pytest.raises(InvalidParameterError, match="'encoder' parameter"):
