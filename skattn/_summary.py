@@ -106,8 +106,12 @@ def summarize(estimator):
         info["n_ngrams"] = len(vectorizer.vocabulary_)
         info["ngram_range"] = [low, high]
         info["ngram_marks"] = bool(fitted_ngram_marks(vectorizer))
+        info["encoder_logit_scale"] = estimator.encoder_logit_scale_
         words = "words and marks" if info["ngram_marks"] else "words"
-        rows.append(("n-grams", f"{info['n_ngrams']:,} ({low}-{high} grams of {words})"))
+        rows.append((
+            "n-grams",
+            f"{info['n_ngrams']:,} ({low}-{high} grams of {words}); encoder's logits weighted {info['encoder_logit_scale']:g}",
+        ))
     trained = f"{estimator.n_iter_} epochs, {estimator.n_tokens_seen_:,} tokens"
     if info["fit_time_s"] is not None:
         trained += f", {info['fit_time_s']:.1f} s on {info['device']} in {info['precision']}"

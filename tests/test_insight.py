@@ -261,6 +261,7 @@ def test_summary_describes_the_fitted_classifier(fitted_classifier, tmp_path):
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the fixture's device="auto"
     assert facts["device"].split(":")[0] == device and facts["precision"] in ("fp32", "bf16") and facts["fit_time_s"] > 0
     assert facts["n_ngrams"] == len(fitted_classifier.ngram_vectorizer_.vocabulary_)
+    assert facts["encoder_logit_scale"] == fitted_classifier.encoder_logit_scale_ == 0.25
     assert facts["inference_device"].split(":")[0] == device and facts["inference_precision"] in ("fp32", "bf16", "int8")
     text = str(summary)
     assert text.startswith("AttentionClassifier\n") and "classes" in text and "n-gram path" in text and "inference" in text
