@@ -327,7 +327,7 @@ class _AttentionBase(BaseEstimator):
 
     # -- inference -----------------------------------------------------------
 
-    def _forward_all(self, X, n_outputs, method=None):
+    def _forward_all(self, X, n_outputs, method=None, settler=None):
         """Run the fitted model over documents, streaming them in chunks.
 
         Reads the estimator and never changes it, so threads may share it.
@@ -341,6 +341,12 @@ class _AttentionBase(BaseEstimator):
             Name of the model's method to call (``"embed"``); None calls the
             model itself. Either maps ``(ids, owner, n_documents)`` to
             ``(n_documents, n_outputs)``.
+        settler : callable, default=None
+            ``settler(model, device)`` returns None or a function
+            ``settle(documents, outputs)`` that fills the rows of
+            ``outputs`` it can answer without the model and returns the
+            indices of the other rows with their inputs (a TrainingData),
+            which the model then runs on.
 
         Returns
         -------
@@ -351,19 +357,26 @@ class _AttentionBase(BaseEstimator):
         device = resolve_device(self.device)
         model, autocast_dtype = self._inference_model(device)
         forward = model if method is None else getattr(model, method)
+        settle = None if settler is None else settler(model, device)
         outputs = np.empty((len(documents), n_outputs), dtype=np.float32)
         bar = inference_bar(self._verbose_here(_distributed.current()), len(documents), _INFERENCE_CHUNK, type(self).__name__)
         for start in range(0, len(documents), _INFERENCE_CHUNK):
-            inputs = self._inputs(documents[start : start + _INFERENCE_CHUNK])
-            outputs[start : start + len(inputs)] = infer(
-                forward,
-                inputs,
-                n_outputs,
-                batch_size=self.batch_size,
-                device=device,
-                autocast_dtype=autocast_dtype,
-            )
-            bar.update(len(inputs))
+            chunk = documents[start : start + _INFERENCE_CHUNK]
+            block = outputs[start : start + len(chunk)]  # a view: filled in place
+            if settle is None:
+                pending, inputs = slice(None), self._inputs(chunk)
+            else:
+                pending, inputs = settle(chunk, block)
+            if len(inputs):
+                block[pending] = infer(
+                    forward,
+                    inputs,
+                    n_outputs,
+                    batch_size=self.batch_size,
+                    device=device,
+                    autocast_dtype=autocast_dtype,
+                )
+            bar.update(len(chunk))
         bar.close()
         return outputs
 

@@ -5,6 +5,7 @@ import time
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from sklearn.base import ClassifierMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
@@ -18,10 +19,12 @@ from ._devices import seeded_torch
 from ._docs import SHARED_PARAMETERS, TRAINING_ATTRIBUTES
 from ._encoder import AttentionEncoder
 from ._heads import SequenceClassifier, classification_loss
-from ._loop import TrainingData, warn_if_not_converged
+from ._loop import TrainingData, to_device, warn_if_not_converged
 from ._model import TextEncoder
 from ._ngram_path import NgramPath, rename_legacy_weights
 from ._ngrams import NgramFeatures, fit_ngram_vectorizer, transform_ngrams, written_without_spaces
+from ._shortcut import encoder_logit_bounds
+from ._shortcut import settle as settle_by_ngrams
 from ._targets import Targets
 from ._text import check_documents
 
@@ -464,9 +467,19 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         y_pred : numpy.ndarray of shape (n_samples,) or (n_samples, n_labels)
             Labels from ``classes_``, or the label-indicator matrix for
             multilabel ``y``.
+
+        Notes
+        -----
+        With the n-gram path, documents whose class that path decides by a
+        lead the encoder's logits cannot overcome (a bound computed from the
+        encoder's head and final LayerNorm, whatever the text) are answered
+        without running the encoder. The labels are those of the largest
+        logit of :meth:`decision_function`, which runs both paths on every
+        document (with int8 layers, whose inputs are scaled per batch, up to
+        documents whose top two logits nearly tie).
         """
         check_is_fitted(self)
-        logits = self._logits(X)
+        logits = self._forward_all(X, len(self.classes_), settler=self._ngram_settler)
         if self._multilabel:
             return (logits > 0).astype(np.int64)
         return self.classes_[logits.argmax(axis=1)]
@@ -520,6 +533,34 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
 
     def _logits(self, X):
         return self._forward_all(X, len(self.classes_))
+
+    def _ngram_settler(self, model, device):
+        """For ``predict``: a ``settle`` function of ``_forward_all`` that skips the encoder where it cannot matter.
+
+        It scores each chunk's documents with the n-gram path alone and
+        answers those whose class the encoder cannot change (see
+        ``_shortcut.py``); the rest get their token ids and run the whole
+        model. None when the model has no n-gram path.
+        """
+        if getattr(model, "wide", None) is None:
+            return None
+        bounds = encoder_logit_bounds(model)
+        encoder_scale = float(model.encoder_scale)
+
+        def move(array):
+            return to_device(array, device)
+
+        def settle(documents, outputs):
+            features = NgramFeatures(transform_ngrams(self.ngram_vectorizer_, documents))
+            with torch.inference_mode():
+                logits = model.wide(features.tensors(np.arange(len(documents)), move)).float().cpu().numpy()
+            settled, decisions = settle_by_ngrams(logits, bounds, encoder_scale, self._multilabel)
+            outputs[settled] = decisions[settled]
+            pending = np.flatnonzero(~settled)
+            encoded = self._encode(self.tokenizer_, self.config_, [documents[i] for i in pending])
+            return pending, TrainingData(encoded, features=features.subset(pending))
+
+        return settle
 
     def _inputs(self, documents):
         inputs = super()._inputs(documents)
