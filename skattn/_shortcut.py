@@ -18,9 +18,11 @@ import math
 import numpy as np
 import torch
 
-# Rounding allowance, relative to the magnitudes involved: the full model may
-# run its head in bfloat16 (8 significant bits) and add the paths' logits in
-# it, so a lead must clear the bound by this share of those magnitudes.
+# Rounding allowance, relative to the magnitudes involved: under autocast the
+# full model runs its head in bfloat16 (8 significant bits: its inputs, weights,
+# each logit and the encoder's scale each rounded by up to 2**-9), so a lead must
+# clear the bound by twice the worst case, this share of the head's dot products
+# and of the logits.
 RELATIVE_ROUNDING = 2.0**-7
 
 
@@ -111,7 +113,9 @@ def settle(ngram_logits, bounds, encoder_scale, multilabel):
     lead = best_logit - ngram_logits  # (n_documents, n_outputs)
     # Row best, column j: how far the encoder can lift class j above class best.
     reach = encoder_scale * (spread[best] - center[best])
-    slack = RELATIVE_ROUNDING * (encoder_scale * magnitude[best] + np.abs(ngram_logits) + np.abs(best_logit))
+    # Each of the two encoder logits is rounded on its own: the diagonal bounds their sizes.
+    head_terms = magnitude[best] + np.diag(magnitude)[best][:, None] + np.diag(magnitude)[None, :]
+    slack = RELATIVE_ROUNDING * (encoder_scale * head_terms + np.abs(ngram_logits) + np.abs(best_logit))
     clear = lead > reach + slack
     clear[rows, best] = True
     settled = np.all(clear, axis=1)
