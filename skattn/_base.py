@@ -342,7 +342,7 @@ class _AttentionBase(BaseEstimator):
             model itself. Either maps ``(ids, owner, n_documents)`` to
             ``(n_documents, n_outputs)``.
         settler : callable, default=None
-            ``settler(model, device)`` returns None or a function
+            ``settler(model, device, autocast_dtype)`` returns None or a function
             ``settle(documents, outputs)`` that fills the rows of
             ``outputs`` it can answer without the model and returns the
             indices of the other rows with their inputs (a TrainingData),
@@ -357,7 +357,7 @@ class _AttentionBase(BaseEstimator):
         device = resolve_device(self.device)
         model, autocast_dtype = self._inference_model(device)
         forward = model if method is None else getattr(model, method)
-        settle = None if settler is None else settler(model, device)
+        settle = None if settler is None else settler(model, device, autocast_dtype)
         outputs = np.empty((len(documents), n_outputs), dtype=np.float32)
         bar = inference_bar(self._verbose_here(_distributed.current()), len(documents), _INFERENCE_CHUNK, type(self).__name__)
         for start in range(0, len(documents), _INFERENCE_CHUNK):

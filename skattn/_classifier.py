@@ -23,7 +23,7 @@ from ._loop import TrainingData, to_device, warn_if_not_converged
 from ._model import TextEncoder
 from ._ngram_path import NgramPath, rename_legacy_weights
 from ._ngrams import NgramFeatures, fit_ngram_vectorizer, transform_ngrams, written_without_spaces
-from ._shortcut import encoder_logit_bounds
+from ._shortcut import encoder_logit_bounds, rounding_allowance
 from ._shortcut import settle as settle_by_ngrams
 from ._targets import Targets
 from ._text import check_documents
@@ -475,8 +475,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         encoder's head and final LayerNorm, whatever the text) are answered
         without running the encoder. The labels are those of the largest
         logit of :meth:`decision_function`, which runs both paths on every
-        document (with int8 layers, whose inputs are scaled per batch, up to
-        documents whose top two logits nearly tie).
+        document (in reduced precision, bf16 or int8, whose results move
+        slightly with the batch a document runs in: up to documents whose
+        top two logits nearly tie).
         """
         check_is_fitted(self)
         logits = self._forward_all(X, len(self.classes_), settler=self._ngram_settler)
@@ -534,7 +535,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     def _logits(self, X):
         return self._forward_all(X, len(self.classes_))
 
-    def _ngram_settler(self, model, device):
+    def _ngram_settler(self, model, device, autocast_dtype):
         """For ``predict``: a ``settle`` function of ``_forward_all`` that skips the encoder where it cannot matter.
 
         It scores each chunk's documents with the n-gram path alone and
@@ -546,6 +547,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             return None
         bounds = encoder_logit_bounds(model)
         encoder_scale = float(model.encoder_scale)
+        allowance = rounding_allowance(autocast_dtype)
 
         def move(array):
             return to_device(array, device)
@@ -554,7 +556,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             features = NgramFeatures(transform_ngrams(self.ngram_vectorizer_, documents))
             with torch.inference_mode():
                 logits = model.wide(features.tensors(np.arange(len(documents)), move)).float().cpu().numpy()
-            settled, decisions = settle_by_ngrams(logits, bounds, encoder_scale, self._multilabel)
+            settled, decisions = settle_by_ngrams(logits, bounds, encoder_scale, self._multilabel, allowance)
             outputs[settled] = decisions[settled]
             pending = np.flatnonzero(~settled)
             encoded = self._encode(self.tokenizer_, self.config_, [documents[i] for i in pending])

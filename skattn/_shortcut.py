@@ -18,12 +18,24 @@ import math
 import numpy as np
 import torch
 
-# Rounding allowance, relative to the magnitudes involved: under autocast the
-# full model runs its head in bfloat16 (8 significant bits: its inputs, weights,
-# each logit and the encoder's scale each rounded by up to 2**-9), so a lead must
-# clear the bound by twice the worst case, this share of the head's dot products
-# and of the logits.
-RELATIVE_ROUNDING = 2.0**-7
+# Rounding allowances, relative to the magnitudes of the head's dot products
+# and of the logits: a lead must clear the bound by this share of them. With the
+# head in float32 (the inference replicas keep it so), float32 rounding or
+# TF32 matmuls (10 significant bits) stay far below 2**-7. Under 16-bit
+# autocast the head's inputs, weights and outputs and the encoder's scale are
+# each rounded by up to 2**-8 (bfloat16), five roundings in the worst case:
+# 2**-4 leaves a margin for reduced-precision reductions on GPUs.
+FLOAT32_ROUNDING = 2.0**-7
+HALF_ROUNDING = 2.0**-4
+
+
+def rounding_allowance(autocast_dtype):
+    """The relative allowance for a model run under ``autocast_dtype`` (None: as it is)."""
+    if autocast_dtype is not None and autocast_dtype != torch.float32:
+        return HALF_ROUNDING
+    if torch.get_float32_matmul_precision() == "medium":  # float32 matmuls may run in bfloat16
+        return HALF_ROUNDING
+    return FLOAT32_ROUNDING
 
 
 def encoder_logit_bounds(model):
@@ -44,35 +56,44 @@ def encoder_logit_bounds(model):
     -------
     center, spread : numpy.ndarray of float64, shape (n_outputs, n_outputs)
     magnitude : numpy.ndarray of float64, same shape
-        A bound on the sum of the absolute terms of the same dot products,
-        which scales their rounding error.
+        A bound on the sum of the absolute terms of the same dot products
+        (the pooled vector's coordinates times the head's weights, and the
+        biases), which scales their rounding error.
     """
-    head, norm = model.head, model.encoder.norm
-    weight = head.weight.detach().double().cpu()  # (n_outputs, d_model)
-    bias = head.bias.detach().double().cpu()
-    gamma = norm.weight.detach().double().cpu()
-    beta = norm.bias.detach().double().cpu()
+
+    def weights(parameter):  # float64 on the CPU; moved first, as some devices have no float64
+        return parameter.detach().cpu().double()
+
+    weight, bias = weights(model.head.weight), weights(model.head.bias)  # (n_outputs, d_model), (n_outputs,)
+    gamma, beta = weights(model.encoder.norm.weight), weights(model.encoder.norm.bias)
     n_outputs, d_model = weight.shape
-    center, spread, magnitude = (torch.empty(n_outputs, n_outputs, dtype=torch.float64) for _ in range(3))
-    for i in range(n_outputs):
-        # Row j: class i's head row minus class j's (class i's alone at j = i).
-        rows = weight[i] - weight
-        rows[i] = weight[i]
-        offsets = bias[i] - bias
-        offsets[i] = bias[i]
-        scaled = rows * gamma  # (n_outputs, d_model)
-        if model.encoder.config.pooling == "max":
-            # Each coordinate of the pooled vector is some token's: |z_k| <= sqrt(d_model - 1).
-            spread[i] = math.sqrt(d_model - 1) * scaled.abs().sum(dim=1)
-        else:
-            # Mean and first-token pooling stay in the convex hull of z: zero sum, norm < sqrt(d_model).
-            spread[i] = math.sqrt(d_model) * (scaled - scaled.mean(dim=1, keepdim=True)).norm(dim=1)
-        center[i] = rows @ beta + offsets
-        magnitude[i] = math.sqrt(d_model) * scaled.norm(dim=1) + rows.abs() @ beta.abs() + offsets.abs()
+    scaled = weight * gamma  # (n_outputs, d_model)
+    diagonal = torch.eye(n_outputs, dtype=torch.bool)
+    if model.encoder.config.pooling == "max":
+        # Each coordinate of the pooled vector is some token's, and |z_k| <= sqrt(d_model - 1).
+        spread = math.sqrt(d_model - 1) * torch.where(
+            diagonal, scaled.abs().sum(dim=1).diag(), torch.cdist(scaled, scaled, p=1)
+        )
+        reach_of_z = spread
+    else:
+        # Mean and first-token pooling stay in the convex hull of z: zero sum, norm < sqrt(d_model),
+        # so only the part of each row orthogonal to the all-ones vector counts.
+        centred = scaled - scaled.mean(dim=1, keepdim=True)
+        spread = math.sqrt(d_model) * torch.where(
+            diagonal, centred.norm(dim=1).diag(), torch.cdist(centred, centred, p=2)
+        )
+        reach_of_z = math.sqrt(d_model) * torch.where(
+            diagonal, scaled.norm(dim=1).diag(), torch.cdist(scaled, scaled, p=2)
+        )
+    offset = weight @ beta + bias  # (n_outputs,): each logit where z = 0
+    center = torch.where(diagonal, offset.diag(), offset[:, None] - offset[None, :])
+    # |W_i - W_j| . |beta| + |b_i - b_j| is at most the two rows' own sums.
+    own = weight.abs() @ beta.abs() + bias.abs()  # (n_outputs,)
+    magnitude = reach_of_z + torch.where(diagonal, own.diag(), own[:, None] + own[None, :])
     return center.numpy(), spread.numpy(), magnitude.numpy()
 
 
-def settle(ngram_logits, bounds, encoder_scale, multilabel):
+def settle(ngram_logits, bounds, encoder_scale, multilabel, allowance=FLOAT32_ROUNDING):
     """Which documents the n-gram path decides alone, and their decisions.
 
     Parameters
@@ -85,6 +106,8 @@ def settle(ngram_logits, bounds, encoder_scale, multilabel):
     multilabel : bool
         Whether each output is decided by its own sign (one sigmoid per
         label) rather than by the largest logit.
+    allowance : float, default=FLOAT32_ROUNDING
+        Rounding allowance, from :func:`rounding_allowance`.
 
     Returns
     -------
@@ -101,7 +124,7 @@ def settle(ngram_logits, bounds, encoder_scale, multilabel):
         return np.zeros(len(ngram_logits), dtype=bool), decisions
     if multilabel:
         label_center, label_spread = np.diag(center), np.diag(spread)
-        slack = RELATIVE_ROUNDING * (encoder_scale * np.diag(magnitude) + np.abs(ngram_logits))
+        slack = allowance * (encoder_scale * np.diag(magnitude) + np.abs(ngram_logits))
         positive = ngram_logits + encoder_scale * (label_center - label_spread) > slack
         negative = ngram_logits + encoder_scale * (label_center + label_spread) < -slack
         settled = np.all(positive | negative, axis=1)
@@ -115,7 +138,7 @@ def settle(ngram_logits, bounds, encoder_scale, multilabel):
     reach = encoder_scale * (spread[best] - center[best])
     # Each of the two encoder logits is rounded on its own: the diagonal bounds their sizes.
     head_terms = magnitude[best] + np.diag(magnitude)[best][:, None] + np.diag(magnitude)[None, :]
-    slack = RELATIVE_ROUNDING * (encoder_scale * head_terms + np.abs(ngram_logits) + np.abs(best_logit))
+    slack = allowance * (encoder_scale * head_terms + np.abs(ngram_logits) + np.abs(best_logit))
     clear = lead > reach + slack
     clear[rows, best] = True
     settled = np.all(clear, axis=1)

@@ -9,7 +9,7 @@ import torch
 import skattn._base
 from skattn import AttentionClassifier
 from skattn._model import pool
-from skattn._shortcut import RELATIVE_ROUNDING, encoder_logit_bounds, settle
+from skattn._shortcut import FLOAT32_ROUNDING, HALF_ROUNDING, encoder_logit_bounds, rounding_allowance, settle
 from skattn.datasets import load_r8
 
 from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
@@ -55,7 +55,7 @@ def _full_model_labels(clf, X, tolerance=1e-2):
 @pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
 def test_encoder_logits_stay_within_the_bounds_for_any_hidden_states(pooling):
     torch.manual_seed(0)
-    clf = AttentionClassifier(**TINY, pooling=pooling).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    clf = AttentionClassifier(**TINY, pooling=pooling, device="cpu").fit(TOPIC_TEXTS, TOPIC_LABELS)
     model = clf.model_
     with torch.no_grad():  # weights far from their initial values, as after long training
         model.head.weight.normal_(0, 1.0)
@@ -76,7 +76,7 @@ def test_encoder_logits_stay_within_the_bounds_for_any_hidden_states(pooling):
 
 
 def test_the_bound_is_reached_by_some_hidden_state():
-    clf = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    clf = AttentionClassifier(**TINY, device="cpu").fit(TOPIC_TEXTS, TOPIC_LABELS)
     model = clf.model_
     center, spread, _ = encoder_logit_bounds(model)
     gamma = model.encoder.norm.weight.detach()
@@ -98,7 +98,7 @@ def test_settle_needs_a_lead_beyond_the_encoders_reach():
             [5.0, 0.0, 0.0],  # lead 5 > reach 1 * 2: settled
             [2.0, 0.0, 1.9],  # lead 0.1 against class 2: not
             [0.0, 3.0, 3.0],  # a tie: not
-            [1.0, 3.0 + 2.0 / (1 - RELATIVE_ROUNDING) + 1.0, 0.0],  # clears the bound and the rounding allowance
+            [0.0, 9.0, 1.0],  # lead 8: settled, class 1
         ]
     )
     settled, decisions = settle(logits, (center, spread, magnitude), 1.0, multilabel=False)
@@ -106,6 +106,36 @@ def test_settle_needs_a_lead_beyond_the_encoders_reach():
     assert decisions[settled].argmax(axis=1).tolist() == [0, 1]
     settled, _ = settle(logits, (center, spread, magnitude), 0.0, multilabel=False)
     assert settled.tolist() == [True, True, False, True]  # without the encoder only the tie is open
+
+
+def test_settle_leaves_a_lead_within_the_rounding_allowance_open():
+    center, spread = np.zeros((2, 2)), np.full((2, 2), 2.0)
+    allowance = FLOAT32_ROUNDING
+    # A lead just past the encoder's reach of 2, by less than the allowance on the logits' sizes.
+    logits = np.array([[2.0 + allowance, 0.0]])
+    settled, _ = settle(logits, (center, spread, np.zeros((2, 2))), 1.0, multilabel=False, allowance=allowance)
+    assert not settled.any()
+    settled, _ = settle(logits, (center, spread, np.zeros((2, 2))), 1.0, multilabel=False, allowance=0.0)
+    assert settled.all()
+    # The head's magnitudes count too, each logit's own (the diagonal) included.
+    logits = np.array([[2.5, 0.0]])
+    settled, _ = settle(logits, (center, spread, np.zeros((2, 2))), 1.0, multilabel=False, allowance=allowance)
+    assert settled.all()
+    magnitude = np.array([[40.0, 0.0], [0.0, 40.0]])  # slack 2**-7 * (40 + 40 + 2.5) > the lead's 0.5 past the reach
+    settled, _ = settle(logits, (center, spread, magnitude), 1.0, multilabel=False, allowance=allowance)
+    assert not settled.any()
+
+
+def test_rounding_allowance_follows_the_precision_of_the_head():
+    assert rounding_allowance(None) == FLOAT32_ROUNDING
+    assert rounding_allowance(torch.bfloat16) == HALF_ROUNDING
+    assert rounding_allowance(torch.float16) == HALF_ROUNDING
+    previous = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        assert rounding_allowance(None) == HALF_ROUNDING
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def test_settle_answers_nothing_from_non_finite_weights():
@@ -137,18 +167,35 @@ def test_predict_skips_the_encoder_for_settled_documents_and_agrees_with_the_ful
     predicted = clf.predict(X_test)
     skipped = 1 - sum(model_rows) / len(X_test)
     assert 0.3 < skipped < 1, skipped  # both kinds of document are in the test
-    full, too_close = _full_model_labels(clf, X_test, tolerance=0.25 if precision == "int8" else 1e-2)
+    full, too_close = _full_model_labels(clf, X_test, tolerance=1e-2 if precision == "fp32" else 0.25)
+    assert np.array_equal(predicted[~too_close], full[~too_close])
+    assert too_close.mean() < 0.05
+
+
+def test_predict_agrees_with_the_full_model_under_autocast(r8_small, model_rows, monkeypatch):
+    # Without skattn._fast (SKATTN_FAST_PATHS=0) there is no replica: the whole model,
+    # head included, runs under bfloat16 autocast, where the larger rounding allowance applies.
+    X_train, y_train, X_test = r8_small
+    clf = AttentionClassifier(**SMALL, max_epochs=3, precision="bf16").fit(X_train, y_train)
+    monkeypatch.setattr(skattn._base, "_fast", None)
+    clf.__dict__.pop("_inference_replica", None)
+    model_rows.clear()
+    predicted = clf.predict(X_test)
+    assert 0 < sum(model_rows) < len(X_test)
+    full, too_close = _full_model_labels(clf, X_test, tolerance=0.25)
     assert np.array_equal(predicted[~too_close], full[~too_close])
     assert too_close.mean() < 0.05
 
 
 @pytest.mark.parametrize("pooling", ["cls", "max"])
-def test_predict_agrees_with_the_full_model_for_other_poolings_and_windows(r8_small, pooling):
+def test_predict_agrees_with_the_full_model_for_other_poolings_and_windows(r8_small, model_rows, pooling):
     X_train, y_train, X_test = r8_small
     params = dict(SMALL, max_length=48, long_text="chunk", pooling=pooling, max_epochs=3)
     clf = AttentionClassifier(**params).fit(X_train, y_train)
-    full, too_close = _full_model_labels(clf, X_test)
+    model_rows.clear()
     predicted = clf.predict(X_test)
+    assert sum(model_rows) < len(X_test)  # some documents settled
+    full, too_close = _full_model_labels(clf, X_test, tolerance=0.25)
     assert np.array_equal(predicted[~too_close], full[~too_close])
 
 
@@ -183,7 +230,7 @@ def test_a_classifier_without_the_ngram_path_runs_the_model_on_every_document(mo
 
 def test_the_bound_grows_with_the_square_root_of_the_width():
     # A pooled vector's reach is sqrt(d_model) times a unit vector's: a guard on the formula's scale.
-    clf = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    clf = AttentionClassifier(**TINY, device="cpu").fit(TOPIC_TEXTS, TOPIC_LABELS)
     model = clf.model_
     with torch.no_grad():
         model.encoder.norm.bias.zero_()
