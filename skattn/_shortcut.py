@@ -77,7 +77,9 @@ def encoder_logit_bounds(model):
         reach_of_z = spread
     else:
         # Mean and first-token pooling stay in the convex hull of z: zero sum, norm < sqrt(d_model),
-        # so only the part of each row orthogonal to the all-ones vector counts.
+        # so only the part of each row orthogonal to the all-ones vector counts. (For many classes
+        # cdist goes through a matrix product, off by about 1e-8 of a row's norm in float64: far
+        # inside the rounding allowance, which scales with the rows' norms.)
         centred = scaled - scaled.mean(dim=1, keepdim=True)
         spread = math.sqrt(d_model) * torch.where(
             diagonal, centred.norm(dim=1).diag(), torch.cdist(centred, centred, p=2)
