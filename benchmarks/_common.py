@@ -304,6 +304,60 @@ def time_inference(predict):
     return {"first_infer_s": times[0], "infer_s": times[1]}
 
 
+def best_seconds(functions, documents, repeats):
+    """Best wall-clock seconds of each ``function(documents)``, over alternating warm turns.
+
+    A first untimed call of each prepares kernels per shape (oneDNN, FBGEMM);
+    taking turns lets the machine's load drift over all of them alike.
+    """
+    for function in functions:
+        function(documents)
+    best = [float("inf")] * len(functions)
+    for _ in range(repeats):
+        for index, function in enumerate(functions):
+            started = time.perf_counter()
+            function(documents)
+            best[index] = min(best[index], time.perf_counter() - started)
+    return best
+
+
+def add_per_dataset_arguments(parser, repeats_help):
+    """Options of a script that measures one row per dataset: datasets, split, repeats, output."""
+    add = parser.add_argument
+    add("--datasets", default="r8", help=f"comma-separated, from {', '.join(DATASETS)}; or 'all' (default: r8)")
+    add("--validation", action="store_true",
+        help="use a validation split of the training documents instead of the test split")
+    add("--repeats", type=int, default=3, help=f"{repeats_help} (default: 3)")
+    add("--markdown", action="store_true", help="print a markdown table")
+    add("--output", help="also write the rows as JSON to this file")
+    add_common_arguments(parser)
+
+
+def run_per_dataset(parser, measure, table, settings):
+    """Parse the options, ``measure(args, dataset)`` each dataset, print the machine and ``table(rows, markdown)``.
+
+    ``settings(args)`` describes the run on the line above the table; the rows
+    also go to ``--output`` as JSON.
+    """
+    args = resolve_quick(parser.parse_args())
+    datasets = DATASETS if args.datasets == "all" else tuple(args.datasets.split(","))
+    unknown = sorted(set(datasets) - set(DATASETS))
+    if unknown:
+        parser.error(f"unknown datasets {unknown}; choose from {', '.join(DATASETS)}")
+    header = hardware_lines(args)  # the load average before the runs
+    rows = []
+    for dataset in datasets:
+        rows.append(measure(args, dataset))
+        print(f"{dataset}: done", flush=True)
+    for line in header:
+        print(line)
+    print(f"{'validation' if args.validation else 'test'} split, seed {args.seed}, {settings(args)}")
+    print(table(rows, args.markdown))
+    if args.output:
+        with open(args.output, "w") as file:
+            json.dump(rows, file, indent=2)
+
+
 # -- the machine ------------------------------------------------------------------------
 
 

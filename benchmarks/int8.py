@@ -22,26 +22,11 @@ kernels, oneDNN and MKL to AVX2 (a proxy, not the real machine)::
 
 import argparse
 import copy
-import json
-import time
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from _common import DATASETS, add_common_arguments, format_table, hardware_lines, resolve_quick, skattn_params, split_of
-
-
-def best_predict_seconds(estimators, documents, repeats):
-    """Best wall-clock seconds of ``predict(documents)`` per estimator, over alternating warm turns."""
-    best = [float("inf")] * len(estimators)
-    for estimator in estimators:
-        estimator.predict(documents)  # warm: oneDNN and FBGEMM prepare kernels per shape on a first call
-    for _ in range(repeats):
-        for index, estimator in enumerate(estimators):
-            started = time.perf_counter()
-            estimator.predict(documents)
-            best[index] = min(best[index], time.perf_counter() - started)
-    return best
+from _common import add_per_dataset_arguments, best_seconds, format_table, run_per_dataset, skattn_params, split_of
 
 
 def measure(args, dataset):
@@ -64,7 +49,7 @@ def measure(args, dataset):
         row[f"{name}_accuracy"] = float(accuracy_score(split.eval_labels, predictions[name]))
         row[f"{name}_macro_f1"] = float(f1_score(split.eval_labels, predictions[name], average="macro", zero_division=0))
     row["changed"] = int(np.sum(predictions["fp32"] != predictions["int8"]))
-    fp32_s, int8_s = best_predict_seconds((fp32, int8), split.eval_texts, args.repeats)
+    fp32_s, int8_s = best_seconds((fp32.predict, int8.predict), split.eval_texts, args.repeats)
     row["fp32_docs_per_s"] = len(split.eval_texts) / fp32_s
     row["int8_docs_per_s"] = len(split.eval_texts) / int8_s
     return row
@@ -89,31 +74,8 @@ def table(rows, markdown):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="r8",
-                        help=f"comma-separated, from {', '.join(DATASETS)}; or 'all' (default: r8)")
-    parser.add_argument("--validation", action="store_true",
-                        help="score on a validation split of the training documents instead of the test split")
-    parser.add_argument("--repeats", type=int, default=3, help="warm predict calls timed per precision (default: 3)")
-    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
-    parser.add_argument("--output", help="also write the rows as JSON to this file")
-    add_common_arguments(parser)
-    args = resolve_quick(parser.parse_args())
-    datasets = DATASETS if args.datasets == "all" else tuple(args.datasets.split(","))
-    unknown = sorted(set(datasets) - set(DATASETS))
-    if unknown:
-        parser.error(f"unknown datasets {unknown}; choose from {', '.join(DATASETS)}")
-    header = hardware_lines(args)  # the load average before the runs
-    rows = []
-    for dataset in datasets:
-        rows.append(measure(args, dataset))
-        print(f"{dataset}: done", flush=True)
-    for line in header:
-        print(line)
-    print(f"{'validation' if args.validation else 'test'} split, seed {args.seed}, best of {args.repeats} warm predicts")
-    print(table(rows, args.markdown))
-    if args.output:
-        with open(args.output, "w") as file:
-            json.dump(rows, file, indent=2)
+    add_per_dataset_arguments(parser, "warm predict calls timed per precision")
+    run_per_dataset(parser, measure, table, lambda args: f"best of {args.repeats} warm predicts")
 
 
 if __name__ == "__main__":

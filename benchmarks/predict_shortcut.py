@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from _common import DATASETS, add_common_arguments, format_table, hardware_lines, resolve_quick, skattn_params, split_of
+from _common import add_per_dataset_arguments, best_seconds, format_table, run_per_dataset, skattn_params, split_of
 
 
 class ModelCallCounter:
@@ -102,19 +102,6 @@ def bert_peer(classifier):
         return classifier.classes_[labels]
 
     return predict
-
-
-def best_seconds(functions, documents, repeats):
-    """Best wall-clock seconds of each function on ``documents``, over alternating warm turns."""
-    for function in functions:
-        function(documents)  # warm: kernels are prepared per shape on a first call
-    best = [float("inf")] * len(functions)
-    for _ in range(repeats):
-        for index, function in enumerate(functions):
-            started = time.perf_counter()
-            function(documents)
-            best[index] = min(best[index], time.perf_counter() - started)
-    return best
 
 
 def measure(args, dataset):
@@ -194,38 +181,15 @@ def table(rows, markdown):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="r8",
-                        help=f"comma-separated, from {', '.join(DATASETS)}; or 'all' (default: r8)")
-    parser.add_argument("--validation", action="store_true",
-                        help="predict a validation split of the training documents instead of the test split")
     parser.add_argument("--params", default="{}", help="JSON of further AttentionClassifier parameters")
     parser.add_argument("--peer", action="store_true",
                         help="also time a same-size Hugging Face BERT in float32 (needs transformers: .[bench])")
     parser.add_argument("--models", metavar="DIR",
                         help="load each dataset's fitted model from DIR if saved there (with --params applied "
                              "to it, e.g. another precision), else fit it and save it there")
-    parser.add_argument("--repeats", type=int, default=3, help="warm calls timed per way to predict (default: 3)")
-    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
-    parser.add_argument("--output", help="also write the rows as JSON to this file")
-    add_common_arguments(parser)
-    args = resolve_quick(parser.parse_args())
-    datasets = DATASETS if args.datasets == "all" else tuple(args.datasets.split(","))
-    unknown = sorted(set(datasets) - set(DATASETS))
-    if unknown:
-        parser.error(f"unknown datasets {unknown}; choose from {', '.join(DATASETS)}")
-    header = hardware_lines(args)  # the load average before the runs
-    rows = []
-    for dataset in datasets:
-        rows.append(measure(args, dataset))
-        print(f"{dataset}: done", flush=True)
-    for line in header:
-        print(line)
-    print(f"{'validation' if args.validation else 'test'} split, seed {args.seed}, params {args.params}, "
-          f"best of {args.repeats} warm calls")
-    print(table(rows, args.markdown))
-    if args.output:
-        with open(args.output, "w") as file:
-            json.dump(rows, file, indent=2)
+    add_per_dataset_arguments(parser, "warm calls timed per way to predict")
+    run_per_dataset(parser, measure, table,
+                    lambda args: f"params {args.params}, best of {args.repeats} warm calls")
 
 
 if __name__ == "__main__":
