@@ -17,9 +17,9 @@ import re
 import unicodedata
 
 import numpy as np
-import scipy.sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
+
+from ._ngram_counts import fit_counts, lookup_of, tfidf_rows
 
 # Largest number of n-gram features kept, the most frequent in the training
 # texts: bounds the linear path to MAX_NGRAM_FEATURES * n_classes weights.
@@ -105,9 +105,13 @@ class WordNgrams:
         self.lowercase = lowercase
         self.marks = marks
 
-    def __call__(self, document):
+    def words(self, document):
+        """The words of ``document``, in order."""
         text = unicodedata.normalize("NFKC", document)
-        words = _word_pattern(self.marks).findall(text.lower() if self.lowercase else text)
+        return _word_pattern(self.marks).findall(text.lower() if self.lowercase else text)
+
+    def __call__(self, document):
+        words = self.words(document)
         low, high = self.ngram_range
         grams = list(words) if low == 1 else []
         for n in range(max(low, 2), high + 1):
@@ -199,7 +203,13 @@ def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
     """Fit a TF-IDF vectorizer of word n-grams on ``documents`` and transform them.
 
     Term frequencies are sublinear (``1 + log(tf)``), rows are L2-normalised,
-    and the :data:`MAX_NGRAM_FEATURES` most frequent n-grams are kept.
+    and the :data:`MAX_NGRAM_FEATURES` most frequent n-grams are kept (of
+    those tied at the cut, the first by name). The vocabulary, idf and rows
+    are those of scikit-learn's ``TfidfVectorizer(sublinear_tf=True,
+    max_features=MAX_NGRAM_FEATURES, dtype=np.float32)`` with the same
+    analyzer, counted with integer arrays instead of one dictionary update
+    per n-gram (``_ngram_counts.py``); only the n-grams tied at the cut may
+    differ, where scikit-learn's choice follows NumPy's unstable sort.
 
     Parameters
     ----------
@@ -215,14 +225,9 @@ def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
     features : scipy.sparse.csr_matrix of shape (len(documents), n_features)
         The TF-IDF rows of ``documents``, from the same pass over them.
     """
-    vectorizer = TfidfVectorizer(
-        analyzer=WordNgrams(resolve_ngram_range(ngram_range, documents), lowercase),
-        sublinear_tf=True,
-        max_features=MAX_NGRAM_FEATURES,
-        dtype=np.float32,
-    )
+    analyzer = WordNgrams(resolve_ngram_range(ngram_range, documents), lowercase)
     try:
-        features = vectorizer.fit_transform(documents)
+        terms, idf, features = fit_counts(analyzer, documents, MAX_NGRAM_FEATURES)
     except ValueError as error:
         if "empty vocabulary" not in str(error):
             raise
@@ -230,18 +235,16 @@ def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
             "The training texts contain no word (only whitespace); "
             "pass ngram_range=None to train without the n-gram path."
         ) from None
-    # The pruned n-grams can outnumber the kept ones many times over and are
-    # not needed to transform: scikit-learn's docs advise dropping them.
-    vectorizer.stop_words_ = None
+    vectorizer = _vectorizer(analyzer, terms, idf)
+    lookup_of(vectorizer)  # built now, with the fit, rather than by the first predict
     return vectorizer, features
 
 
 def transform_ngrams(vectorizer, documents):
     """TF-IDF rows of ``documents``: ``vectorizer.transform``, in fewer Python steps.
 
-    scikit-learn counts each document's n-grams in a dictionary, one Python
-    statement per n-gram; here each document's n-grams are looked up in one
-    ``map`` and the counts are summed by SciPy. The result is the same
+    Each word of a document is looked up once and its n-grams are found
+    with NumPy (``_ngram_counts.NgramLookup``). The result is the same
     matrix (``tests/test_ngrams.py`` checks it), for a vectorizer made by
     :func:`fit_ngram_vectorizer` (sublinear tf, L2-normalised rows).
 
@@ -255,20 +258,8 @@ def transform_ngrams(vectorizer, documents):
     -------
     features : scipy.sparse.csr_matrix of float32, shape (len(documents), n_features)
     """
-    analyzer, feature_index = vectorizer.analyzer, vectorizer.vocabulary_.get
-    indices, indptr = [], [0]
-    for document in documents:
-        indices += [index for index in map(feature_index, analyzer(document)) if index is not None]
-        indptr.append(len(indices))
-    counts = scipy.sparse.csr_matrix(
-        (np.ones(len(indices), dtype=np.float32), np.asarray(indices, dtype=np.int32), np.asarray(indptr, dtype=np.int64)),
-        shape=(len(documents), len(vectorizer.vocabulary_)),
-    )
-    counts.sum_duplicates()  # repeated n-grams of a document become one count
-    np.log(counts.data, out=counts.data)
-    counts.data += 1  # sublinear tf: 1 + log(count)
-    counts.data *= vectorizer.idf_.astype(np.float32)[counts.indices]
-    return normalize(counts, copy=False)
+    counts = lookup_of(vectorizer).counts(vectorizer.analyzer, documents)
+    return tfidf_rows(counts, vectorizer.idf_)
 
 
 def ngram_vocabulary(vectorizer):
@@ -283,9 +274,13 @@ def restore_ngram_vectorizer(terms, idf, *, ngram_range, lowercase, marks):
     """The vectorizer :func:`ngram_vocabulary` describes, ready for :func:`transform_ngrams`."""
     if len(terms) != len(idf) or len(set(terms)) != len(terms):
         raise ValueError("the n-gram vocabulary and its idf do not match.")
-    analyzer = WordNgrams(ngram_range, lowercase, marks=marks)
+    return _vectorizer(WordNgrams(ngram_range, lowercase, marks=marks), terms, idf)
+
+
+def _vectorizer(analyzer, terms, idf):
+    """A fitted ``TfidfVectorizer`` of ``analyzer`` whose column ``j`` is ``terms[j]``."""
     vectorizer = TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, dtype=np.float32)
-    vectorizer.vocabulary_ = {term: column for column, term in enumerate(terms)}
+    vectorizer.vocabulary_ = dict(zip(terms, range(len(terms))))
     vectorizer.idf_ = np.asarray(idf, dtype=np.float64)
     return vectorizer
 

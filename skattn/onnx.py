@@ -16,12 +16,11 @@ runs the exported graph.
 import base64
 import json
 import os
-import types
 
 import numpy as np
 from tokenizers import Tokenizer
 
-from ._ngrams import WordNgrams, transform_ngrams
+from ._ngrams import restore_ngram_vectorizer, transform_ngrams
 from ._text import check_documents, encode, length_batches
 
 # 2: metadata "skattn.ngram_marks" (punctuation marks and symbols as n-gram words); a reader
@@ -79,15 +78,13 @@ class _OnnxPredictor:
         if "skattn.ngram_terms" in metadata:
             terms = json.loads(metadata["skattn.ngram_terms"])
             low, high = json.loads(metadata["skattn.ngram_range"])
-            self._ngrams = types.SimpleNamespace(
-                analyzer=WordNgrams(
-                    (low, high),
-                    json.loads(metadata["skattn.lowercase"]),
-                    # Files exported before punctuation marks were words dropped them.
-                    marks=json.loads(metadata.get("skattn.ngram_marks", "false")),
-                ),
-                vocabulary_={term: column for column, term in enumerate(terms)},
-                idf_=np.frombuffer(base64.b64decode(metadata["skattn.ngram_idf"]), dtype="<f8"),
+            self._ngrams = restore_ngram_vectorizer(
+                terms,
+                np.frombuffer(base64.b64decode(metadata["skattn.ngram_idf"]), dtype="<f8"),
+                ngram_range=(low, high),
+                lowercase=json.loads(metadata["skattn.lowercase"]),
+                # Files exported before punctuation marks were words dropped them.
+                marks=json.loads(metadata.get("skattn.ngram_marks", "false")),
             )
 
     def _run(self, X):

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 import skattn
 from skattn import AttentionClassifier
+from skattn._ngram_counts import lookup_of
+from skattn.datasets import load_r8
 from skattn._ngrams import (
     MAX_NGRAM_FEATURES, WordNgrams, fit_ngram_vectorizer, fitted_ngram_range, resolve_ngram_range, transform_ngrams,
     written_without_spaces,
@@ -87,7 +90,6 @@ def test_vectorizer_keeps_the_most_frequent_ngrams_and_drops_the_rest():
     vectorizer, features = fit_ngram_vectorizer(texts, ngram_range=(1, 2), lowercase=True)
     np.testing.assert_array_equal(features.toarray(), vectorizer.transform(texts).toarray())
     assert sorted(vectorizer.vocabulary_) == ["a", "a b", "b", "b c", "c"]
-    assert vectorizer.stop_words_ is None
     rows = vectorizer.transform(["a b", "zzz"])
     assert rows.dtype == np.float32
     np.testing.assert_allclose(np.sqrt(rows.multiply(rows).sum(axis=1)).A1, [1.0, 0.0], atol=1e-6)
@@ -112,6 +114,84 @@ def test_fast_transform_gives_the_vectorizers_matrix():
     np.testing.assert_array_equal(fast.indices, reference.indices)
     np.testing.assert_allclose(fast.data, reference.data, rtol=1e-6)
     assert fast[2].nnz == 0 and fast[1].nnz > 0
+
+
+def _sklearn_vectorizer(analyzer, **params):
+    return TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, dtype=np.float32, **params)
+
+
+def _assert_same_rows(ours, reference):
+    assert ours.dtype == np.float32 and ours.shape == reference.shape and ours.has_canonical_format
+    reference = reference.tocsr()
+    reference.sort_indices()
+    np.testing.assert_array_equal(ours.indptr, reference.indptr)
+    np.testing.assert_array_equal(ours.indices, reference.indices)
+    np.testing.assert_allclose(ours.data, reference.data, rtol=1e-6)
+
+
+MIXED_TEXTS = [
+    "Rates ROSE, again! Rates rose again.",
+    "股票上涨。股票下跌，股票",
+    "so good!!! 😀 $5 it's good",
+    "a b a b a b",
+    "",
+    "one",
+]
+
+
+@pytest.mark.parametrize("ngram_range", [(1, 1), (1, 2), (1, 3), (2, 2), (2, 3), (3, 3), (1, 4)])
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_fit_gives_scikit_learns_vocabulary_idf_and_rows(ngram_range, lowercase):
+    X_train = load_r8()[0][:300] + MIXED_TEXTS
+    vectorizer, features = fit_ngram_vectorizer(X_train, ngram_range=ngram_range, lowercase=lowercase)
+    reference = _sklearn_vectorizer(vectorizer.analyzer)
+    expected = reference.fit_transform(X_train)
+    assert vectorizer.vocabulary_ == reference.vocabulary_  # the same columns, sorted by name
+    np.testing.assert_array_equal(vectorizer.idf_, reference.idf_)
+    _assert_same_rows(features, expected)
+    unseen = MIXED_TEXTS + ["stocks a b c unseen words", "..."]
+    _assert_same_rows(transform_ngrams(vectorizer, unseen), reference.transform(unseen))
+
+
+def test_fit_keeps_the_most_frequent_ngrams_and_the_first_by_name_at_the_cut(monkeypatch):
+    X_train = load_r8()[0][:300] + MIXED_TEXTS
+    counts = CountVectorizer(analyzer=WordNgrams((1, 2), lowercase=True)).fit(X_train)
+    totals = dict(zip(counts.get_feature_names_out(), np.asarray(counts.transform(X_train).sum(axis=0)).ravel()))
+    by_count = sorted(totals, key=lambda term: (-totals[term], term))
+    limit = 1000
+    cut = totals[by_count[limit - 1]]
+    assert totals[by_count[limit]] == cut  # the cut falls inside a tie, so the rule for ties decides
+    monkeypatch.setattr(skattn._ngrams, "MAX_NGRAM_FEATURES", limit)
+    vectorizer, features = fit_ngram_vectorizer(X_train, ngram_range=(1, 2), lowercase=True)
+    assert sorted(vectorizer.vocabulary_) == sorted(by_count[:limit])
+    assert {term for term in totals if totals[term] > cut} <= set(vectorizer.vocabulary_)
+    # The idf and rows are scikit-learn's for that vocabulary.
+    reference = _sklearn_vectorizer(vectorizer.analyzer, vocabulary=sorted(vectorizer.vocabulary_))
+    expected = reference.fit_transform(X_train)
+    assert vectorizer.vocabulary_ == reference.vocabulary_
+    np.testing.assert_array_equal(vectorizer.idf_, reference.idf_)
+    _assert_same_rows(features, expected)
+
+
+def test_transform_finds_ngrams_whose_words_are_not_terms():
+    # Without single words in the vocabulary, bigrams are still found from their words; and an
+    # n-gram whose prefix is a kept bigram but is not itself kept counts for nothing.
+    vectorizer, _ = fit_ngram_vectorizer(["x y z", "x y w", "q r"], ngram_range=(2, 3), lowercase=True)
+    assert sorted(vectorizer.vocabulary_) == ["q r", "x y", "x y w", "x y z", "y w", "y z"]
+    documents = ["x y z", "q r x y", "x y q", "z y x", "x x y w w", ""]
+    _assert_same_rows(transform_ngrams(vectorizer, documents), vectorizer.transform(documents))
+    assert transform_ngrams(vectorizer, []).shape == (0, 6)
+
+
+def test_the_lookup_follows_its_vectorizer():
+    vectorizer, _ = fit_ngram_vectorizer(["a b", "b c"], ngram_range=(1, 2), lowercase=True)
+    first = transform_ngrams(vectorizer, ["a b c"])
+    copy = pickle.loads(pickle.dumps(vectorizer))  # a new object: its lookup is rebuilt
+    _assert_same_rows(transform_ngrams(copy, ["a b c"]), first)
+    copy.vocabulary_ = {"c": 0, "a": 1}  # replaced vocabulary: the lookup follows it
+    copy.idf_ = np.ones(2)
+    np.testing.assert_allclose(transform_ngrams(copy, ["a b c"]).toarray(), [[2**-0.5, 2**-0.5]], rtol=1e-6)
+    assert lookup_of(copy) is lookup_of(copy)
 
 
 def test_vectorizer_needs_a_word():
