@@ -172,9 +172,9 @@ def written_without_spaces(documents):
     step = max(1, len(documents) // AUTO_SAMPLE_DOCUMENTS)
     n_words = n_characters = 0
     for document in documents[::step]:
-        words = _WORD.findall(unicodedata.normalize("NFKC", document))
-        n_words += len(words)
-        n_characters += sum(1 for word in words if _ISOLATED_CHARACTER.fullmatch(word))
+        text = unicodedata.normalize("NFKC", document)
+        n_words += len(_WORD.findall(text))
+        n_characters += len(_ISOLATED_CHARACTER.findall(text))  # each is a word of its own
     return n_characters > n_words / 2
 
 
