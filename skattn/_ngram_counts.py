@@ -14,6 +14,7 @@ This module imports no PyTorch, so that the ONNX predictor can use it.
 import array
 import collections
 import itertools
+import typing
 import weakref
 
 import numpy as np
@@ -22,7 +23,7 @@ from sklearn.preprocessing import normalize
 
 
 class _DocumentWords:
-    """The word ids of a list of documents, flattened, with where each document ends.
+    """The word ids of a list of documents, flattened, and the document of each.
 
     Parameters
     ----------
@@ -35,13 +36,25 @@ class _DocumentWords:
 
     def __init__(self, ids, lengths):
         self.ids = ids
-        self.lengths = lengths
         self.document_of = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-        self.end_of = np.repeat(np.cumsum(lengths), lengths)
+        self.document_end = np.cumsum(lengths)  # one past each document's last word
 
     @classmethod
     def read(cls, analyzer, documents, word_ids):
-        """Split ``documents`` with ``analyzer.words`` and map each word with ``word_ids(words)``."""
+        """Split each document into words and map them to ids.
+
+        Parameters
+        ----------
+        analyzer : skattn._ngrams.WordNgrams
+            Its ``words(document)`` splits a document.
+        documents : list of str
+        word_ids : callable
+            ``word_ids(words)`` gives an iterable of the ids of ``words``.
+
+        Returns
+        -------
+        _DocumentWords
+        """
         ids, lengths = array.array("q"), array.array("q")
         for document in documents:
             words = analyzer.words(document)
@@ -50,37 +63,57 @@ class _DocumentWords:
         return cls(np.array(ids, dtype=np.int64), np.array(lengths, dtype=np.int64))
 
     def extend(self, starts, prefixes, n):
-        """The n-grams that extend each ``n - 1``-gram at ``starts`` by the word after it.
+        """The ``n``-grams that continue the ``n - 1``-grams at ``starts`` by one word.
 
-        Returns the starts that have such a word in the same document, their
-        prefixes and the id of that word.
+        Parameters
+        ----------
+        starts : ndarray of int64
+            Where ``n - 1``-grams start in :attr:`ids`.
+        prefixes : ndarray of int64
+            Their numbers, aligned with ``starts``.
+        n : int
+
+        Returns
+        -------
+        starts, prefixes : ndarray of int64
+            Those of ``starts`` and ``prefixes`` whose document has a word
+            after the ``n - 1``-gram.
+        last : ndarray of int64
+            The id of that word.
         """
-        inside = starts + (n - 1) < self.end_of[starts]
+        inside = starts + (n - 1) < self.document_end[self.document_of[starts]]
         starts, prefixes = starts[inside], prefixes[inside]
         return starts, prefixes, self.ids[starts + (n - 1)]
 
 
+def _count_matrix(documents, columns, shape):
+    """A canonical float32 CSR matrix counting each ``(document, column)`` pair."""
+    ones = np.ones(len(documents), dtype=np.int32)  # integer sums stay exact past float32's 2**24
+    counts = scipy.sparse.csr_matrix((ones, (documents, columns)), shape=shape)
+    counts.sum_duplicates()
+    return counts.astype(np.float32)
+
+
 def tfidf_rows(counts, idf):
-    """Sublinear TF-IDF, L2-normalised rows, of a CSR matrix of n-gram counts (changed in place)."""
-    counts.sum_duplicates()  # repeated n-grams of a document become one count, indices sorted
+    """Sublinear TF-IDF, L2-normalised rows, of a canonical CSR matrix of n-gram counts (changed in place)."""
     np.log(counts.data, out=counts.data)
     counts.data += 1  # sublinear tf: 1 + log(count)
-    counts.data *= np.asarray(idf, dtype=np.float32)[counts.indices]
+    counts.data *= np.asarray(idf, dtype=np.float64)[counts.indices]  # as scikit-learn: float64 idf, float32 rows
     return normalize(counts, copy=False) if counts.shape[0] else counts
 
 
-def _count_matrix(rows, columns, shape):
-    ones = np.ones(len(rows), dtype=np.float32)
-    return scipy.sparse.csr_matrix((ones, (rows, columns)), shape=shape)
+class _Level(typing.NamedTuple):
+    """The n-grams of one length ``n`` in a corpus."""
+
+    n: int
+    starts: np.ndarray  # where each occurrence starts among the corpus's words
+    numbers: np.ndarray  # the number of the n-gram there, from 0 to count - 1
+    count: int  # distinct n-grams of this length
+    examples: typing.Optional[np.ndarray]  # a start of each n-gram; None for single words, numbered as words
 
 
 class _NumberedNgrams:
     """Every distinct n-gram of a corpus, numbered across the lengths of ``ngram_range``.
-
-    For each ``n`` of the range, ``levels`` holds ``(n, starts, ids, count,
-    example)``: where each n-gram occurrence starts in ``words``, the number
-    of the n-gram there (``0 <= id < count``), and a start of each n-gram
-    (None for single words, whose id is the word's).
 
     Parameters
     ----------
@@ -94,38 +127,40 @@ class _NumberedNgrams:
         self.words, self.names = words, names
         low, high = ngram_range
         self.levels = []
-        starts, ids = np.arange(len(words.ids), dtype=np.int64), words.ids
+        starts, numbers = np.arange(len(words.ids), dtype=np.int64), words.ids
         for n in range(1, high + 1):
             if n == 1:
-                count, example = len(names), None
+                count, examples = len(names), None
             else:
-                starts, prefixes, last = words.extend(starts, ids, n)
-                distinct, example, ids = np.unique(prefixes * len(names) + last, return_index=True, return_inverse=True)
-                ids = ids.reshape(-1)  # NumPy 2.0 gave the inverse another shape
-                count, example = len(distinct), starts[example]
+                starts, prefixes, last = words.extend(starts, numbers, n)
+                keys = prefixes * len(names) + last
+                distinct, examples, numbers = np.unique(keys, return_index=True, return_inverse=True)
+                numbers = numbers.reshape(-1)  # NumPy 2.0 gave the inverse the input's shape
+                count, examples = len(distinct), starts[examples]
             if n >= low:
-                self.levels.append((n, starts, ids, count, example))
-        self.offsets = np.cumsum([0] + [count for _, _, _, count, _ in self.levels])
+                self.levels.append(_Level(n, starts, numbers, count, examples))
+        self.offsets = np.cumsum([0] + [level.count for level in self.levels], dtype=np.int64)
 
     def __len__(self):
         return int(self.offsets[-1])
 
     def totals(self):
         """How often each n-gram occurs in the corpus."""
-        return np.concatenate([np.bincount(ids, minlength=count) for _, _, ids, count, _ in self.levels])
+        return np.concatenate([np.bincount(level.numbers, minlength=level.count) for level in self.levels])
 
     def names_of(self, numbers):
         """The n-grams ``numbers``, as their words joined by spaces."""
         found = [None] * len(numbers)
         level_of = np.searchsorted(self.offsets, numbers, side="right") - 1
-        for level, (n, _, _, _, example) in enumerate(self.levels):
-            mine = np.flatnonzero(level_of == level)
-            local = numbers[mine] - self.offsets[level]
-            if example is None:
+        for index, level in enumerate(self.levels):
+            mine = np.flatnonzero(level_of == index)
+            local = numbers[mine] - self.offsets[index]
+            if level.examples is None:
                 strings = [self.names[word] for word in local.tolist()]
             else:
-                spelled = (map(self.names.__getitem__, self.words.ids[example[local] + k].tolist()) for k in range(n))
-                strings = list(map(" ".join(["{}"] * n).format, *spelled))
+                starts = level.examples[local]
+                spelled = (map(self.names.__getitem__, self.words.ids[starts + k].tolist()) for k in range(level.n))
+                strings = list(map(" ".join(["{}"] * level.n).format, *spelled))
             for position, string in zip(mine.tolist(), strings):
                 found[position] = string
         return found
@@ -133,10 +168,10 @@ class _NumberedNgrams:
     def occurrences(self, column_of):
         """``(documents, columns)`` of every occurrence of an n-gram whose ``column_of`` is not -1."""
         documents, columns = [], []
-        for (_, starts, ids, _, _), offset in zip(self.levels, self.offsets):
-            column = column_of[ids + offset]
+        for level, offset in zip(self.levels, self.offsets):
+            column = column_of[level.numbers + offset]
             kept = column >= 0
-            documents.append(self.words.document_of[starts[kept]])
+            documents.append(self.words.document_of[level.starts[kept]])
             columns.append(column[kept])
         return np.concatenate(documents), np.concatenate(columns)
 
@@ -162,7 +197,7 @@ def _most_frequent(ngrams, max_features):
     return kept[order], [kept_names[position] for position in order]
 
 
-def fit_counts(analyzer, documents, max_features):
+def fit_tfidf(analyzer, documents, max_features):
     """The n-grams of ``documents`` to keep, their idf and the TF-IDF rows of ``documents``.
 
     Keeps the ``max_features`` n-grams with the largest total counts; of those
@@ -198,10 +233,10 @@ def fit_counts(analyzer, documents, max_features):
     column_of = np.full(len(ngrams), -1, dtype=np.int64)
     column_of[kept] = np.arange(len(kept), dtype=np.int64)
     counts = _count_matrix(*ngrams.occurrences(column_of), (len(documents), len(terms)))
-    counts.sum_duplicates()
     document_frequency = np.bincount(counts.indices, minlength=len(terms)).astype(np.float32)
     idf = np.log(np.float32(len(documents) + 1) / (document_frequency + np.float32(1))) + np.float32(1)
-    return terms, idf.astype(np.float64), tfidf_rows(counts, idf)
+    idf = idf.astype(np.float64)
+    return terms, idf, tfidf_rows(counts, idf)
 
 
 class NgramLookup:
@@ -218,7 +253,7 @@ class NgramLookup:
     """
 
     def __init__(self, vocabulary):
-        self.vocabulary = vocabulary
+        self.vocabulary, self.size = vocabulary, len(vocabulary)
         terms, columns = list(vocabulary), np.fromiter(vocabulary.values(), dtype=np.int64, count=len(vocabulary))
         # An n-gram's words are joined by single spaces and never contain one.
         flat = " ".join(terms).split(" ") if terms else []
@@ -228,10 +263,11 @@ class NgramLookup:
         lengths = np.fromiter(map(str.count, terms, itertools.repeat(" ")), dtype=np.int64, count=len(terms)) + 1
         flat = np.fromiter(map(self.word_ids.__getitem__, flat), dtype=np.int64, count=len(flat))
         first = np.cumsum(lengths) - lengths  # where each term's words start in ``flat``
+        self.longest = int(lengths.max(initial=0))
         self.keys = [None, None]  # level k's sorted keys; level 1 needs none
         self.columns = [None]  # level k's column of each entry, -1 for a prefix that is not a term itself
         prefixes = flat[first]
-        for k in range(1, int(lengths.max(initial=0)) + 1):
+        for k in range(1, self.longest + 1):
             if k > 1:
                 longer = lengths >= k
                 keys = prefixes[longer] * self.n_words + flat[first[longer] + (k - 1)]
@@ -246,15 +282,27 @@ class NgramLookup:
             self.columns.append(column)
 
     def counts(self, analyzer, documents):
-        """The n-gram counts of ``documents``, a CSR matrix with one column per vocabulary entry."""
+        """The n-gram counts of ``documents``.
+
+        Parameters
+        ----------
+        analyzer : skattn._ngrams.WordNgrams
+            Splits the documents; its ``ngram_range`` says which n-grams count.
+        documents : list of str
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix of float32, shape (len(documents), len(vocabulary))
+            Canonical: indices sorted, no duplicates.
+        """
         words = _DocumentWords.read(
             analyzer, documents, lambda found: map(self.word_ids.get, found, itertools.repeat(-1))
         )
         low, high = analyzer.ngram_range
-        rows, columns = [], []
+        rows, columns = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
         known = words.ids >= 0
         starts, prefixes = np.flatnonzero(known), words.ids[known]
-        for n in range(1, min(high, len(self.columns) - 1) + 1):
+        for n in range(1, min(high, self.longest) + 1):
             if n > 1:
                 starts, prefixes, last = words.extend(starts, prefixes, n)
                 known = last >= 0
@@ -268,18 +316,22 @@ class NgramLookup:
                 is_term = column >= 0
                 rows.append(words.document_of[starts[is_term]])
                 columns.append(column[is_term])
-        if not rows:
-            return _count_matrix(np.empty(0, np.int64), np.empty(0, np.int64), (len(documents), len(self.vocabulary)))
-        return _count_matrix(np.concatenate(rows), np.concatenate(columns), (len(documents), len(self.vocabulary)))
+        return _count_matrix(np.concatenate(rows), np.concatenate(columns), (len(documents), self.size))
 
 
 _LOOKUPS = weakref.WeakKeyDictionary()
 
 
 def lookup_of(vectorizer):
-    """The :class:`NgramLookup` of a fitted vectorizer, built on first use and kept while it lives."""
+    """The :class:`NgramLookup` of a fitted vectorizer, built on first use and kept while it lives.
+
+    Rebuilt when ``vectorizer.vocabulary_`` is replaced or changes size; a
+    vocabulary edited in place, entries swapped, needs ``vocabulary_`` set
+    again to be seen.
+    """
     lookup = _LOOKUPS.get(vectorizer)
-    if lookup is None or lookup.vocabulary is not vectorizer.vocabulary_:
-        lookup = NgramLookup(vectorizer.vocabulary_)
+    vocabulary = vectorizer.vocabulary_
+    if lookup is None or lookup.vocabulary is not vocabulary or lookup.size != len(vocabulary):
+        lookup = NgramLookup(vocabulary)
         _LOOKUPS[vectorizer] = lookup
     return lookup

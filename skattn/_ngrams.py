@@ -3,12 +3,14 @@
 Beside the attention encoder, :class:`~skattn.AttentionClassifier` can score a
 document with a linear model over TF-IDF-weighted word n-grams of the whole
 document (``_ngram_path.NgramPath``, the ``wide`` part of
-``_heads.SequenceClassifier``). This module and ``_ngram_path.py`` are the
-only ones that know about n-grams; this one imports no PyTorch, so that the
-ONNX predictor (``skattn.onnx``) computes the same features without it.
-The vectorizer is scikit-learn's; only the word splitting is skattn's, so that
-scripts written without spaces (Chinese, Japanese) yield one "word" per
-character, as the subword tokenizer sees them, instead of one per sentence.
+``_heads.SequenceClassifier``). This module, ``_ngram_counts.py`` and
+``_ngram_path.py`` are the only ones that know about n-grams; the first two
+import no PyTorch, so that the ONNX predictor (``skattn.onnx``) computes the
+same features without it. The fitted vectorizer is a scikit-learn
+``TfidfVectorizer``, whose matrices ``_ngram_counts.py`` computes faster; the
+word splitting is skattn's, so that scripts written without spaces (Chinese,
+Japanese) yield one "word" per character, as the subword tokenizer sees them,
+instead of one per sentence.
 """
 
 import functools
@@ -19,7 +21,7 @@ import unicodedata
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from ._ngram_counts import fit_counts, lookup_of, tfidf_rows
+from ._ngram_counts import fit_tfidf, lookup_of, tfidf_rows
 
 # Largest number of n-gram features kept, the most frequent in the training
 # texts: bounds the linear path to MAX_NGRAM_FEATURES * n_classes weights.
@@ -227,7 +229,7 @@ def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
     """
     analyzer = WordNgrams(resolve_ngram_range(ngram_range, documents), lowercase)
     try:
-        terms, idf, features = fit_counts(analyzer, documents, MAX_NGRAM_FEATURES)
+        terms, idf, features = fit_tfidf(analyzer, documents, MAX_NGRAM_FEATURES)
     except ValueError as error:
         if "empty vocabulary" not in str(error):
             raise
@@ -235,9 +237,7 @@ def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
             "The training texts contain no word (only whitespace); "
             "pass ngram_range=None to train without the n-gram path."
         ) from None
-    vectorizer = _vectorizer(analyzer, terms, idf)
-    lookup_of(vectorizer)  # built now, with the fit, rather than by the first predict
-    return vectorizer, features
+    return _vectorizer(analyzer, terms, idf), features
 
 
 def transform_ngrams(vectorizer, documents):
@@ -274,6 +274,8 @@ def restore_ngram_vectorizer(terms, idf, *, ngram_range, lowercase, marks):
     """The vectorizer :func:`ngram_vocabulary` describes, ready for :func:`transform_ngrams`."""
     if len(terms) != len(idf) or len(set(terms)) != len(terms):
         raise ValueError("the n-gram vocabulary and its idf do not match.")
+    if not 1 <= ngram_range[0] <= ngram_range[1]:
+        raise ValueError(f"the n-gram range {tuple(ngram_range)} is not a valid (min_n, max_n).")
     return _vectorizer(WordNgrams(ngram_range, lowercase, marks=marks), terms, idf)
 
 
@@ -282,6 +284,7 @@ def _vectorizer(analyzer, terms, idf):
     vectorizer = TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, dtype=np.float32)
     vectorizer.vocabulary_ = dict(zip(terms, range(len(terms))))
     vectorizer.idf_ = np.asarray(idf, dtype=np.float64)
+    lookup_of(vectorizer)  # built with the vectorizer, fitted or loaded, rather than by its first transform
     return vectorizer
 
 

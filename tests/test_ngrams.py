@@ -1,5 +1,6 @@
 """The classifier's linear path over word n-grams."""
 
+import functools
 import json
 import pickle
 import warnings
@@ -13,11 +14,11 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 import skattn
 from skattn import AttentionClassifier
 from skattn._ngram_counts import lookup_of
-from skattn.datasets import load_r8
 from skattn._ngrams import (
-    MAX_NGRAM_FEATURES, WordNgrams, fit_ngram_vectorizer, fitted_ngram_range, resolve_ngram_range, transform_ngrams,
-    written_without_spaces,
+    MAX_NGRAM_FEATURES, WordNgrams, fit_ngram_vectorizer, fitted_ngram_range, resolve_ngram_range,
+    restore_ngram_vectorizer, transform_ngrams, written_without_spaces,
 )
+from skattn.datasets import load_r8
 
 from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
 
@@ -126,7 +127,12 @@ def _assert_same_rows(ours, reference):
     reference.sort_indices()
     np.testing.assert_array_equal(ours.indptr, reference.indptr)
     np.testing.assert_array_equal(ours.indices, reference.indices)
-    np.testing.assert_allclose(ours.data, reference.data, rtol=1e-6)
+    np.testing.assert_array_equal(ours.data, reference.data)
+
+
+@functools.cache
+def _r8_sample():
+    return load_r8()[0][:300] + MIXED_TEXTS
 
 
 MIXED_TEXTS = [
@@ -142,7 +148,7 @@ MIXED_TEXTS = [
 @pytest.mark.parametrize("ngram_range", [(1, 1), (1, 2), (1, 3), (2, 2), (2, 3), (3, 3), (1, 4)])
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_fit_gives_scikit_learns_vocabulary_idf_and_rows(ngram_range, lowercase):
-    X_train = load_r8()[0][:300] + MIXED_TEXTS
+    X_train = _r8_sample()
     vectorizer, features = fit_ngram_vectorizer(X_train, ngram_range=ngram_range, lowercase=lowercase)
     reference = _sklearn_vectorizer(vectorizer.analyzer)
     expected = reference.fit_transform(X_train)
@@ -153,16 +159,17 @@ def test_fit_gives_scikit_learns_vocabulary_idf_and_rows(ngram_range, lowercase)
     _assert_same_rows(transform_ngrams(vectorizer, unseen), reference.transform(unseen))
 
 
-def test_fit_keeps_the_most_frequent_ngrams_and_the_first_by_name_at_the_cut(monkeypatch):
-    X_train = load_r8()[0][:300] + MIXED_TEXTS
-    counts = CountVectorizer(analyzer=WordNgrams((1, 2), lowercase=True)).fit(X_train)
+@pytest.mark.parametrize("ngram_range", [(1, 2), (1, 3), (2, 3)])
+def test_fit_keeps_the_most_frequent_ngrams_and_the_first_by_name_at_the_cut(monkeypatch, ngram_range):
+    X_train = _r8_sample()
+    counts = CountVectorizer(analyzer=WordNgrams(ngram_range, lowercase=True)).fit(X_train)
     totals = dict(zip(counts.get_feature_names_out(), np.asarray(counts.transform(X_train).sum(axis=0)).ravel()))
     by_count = sorted(totals, key=lambda term: (-totals[term], term))
     limit = 1000
     cut = totals[by_count[limit - 1]]
     assert totals[by_count[limit]] == cut  # the cut falls inside a tie, so the rule for ties decides
     monkeypatch.setattr(skattn._ngrams, "MAX_NGRAM_FEATURES", limit)
-    vectorizer, features = fit_ngram_vectorizer(X_train, ngram_range=(1, 2), lowercase=True)
+    vectorizer, features = fit_ngram_vectorizer(X_train, ngram_range=ngram_range, lowercase=True)
     assert sorted(vectorizer.vocabulary_) == sorted(by_count[:limit])
     assert {term for term in totals if totals[term] > cut} <= set(vectorizer.vocabulary_)
     # The idf and rows are scikit-learn's for that vocabulary.
@@ -192,6 +199,16 @@ def test_the_lookup_follows_its_vectorizer():
     copy.idf_ = np.ones(2)
     np.testing.assert_allclose(transform_ngrams(copy, ["a b c"]).toarray(), [[2**-0.5, 2**-0.5]], rtol=1e-6)
     assert lookup_of(copy) is lookup_of(copy)
+    copy.vocabulary_["b c"] = 2  # grown in place: seen too
+    copy.idf_ = np.ones(3)
+    assert transform_ngrams(copy, ["b c"]).toarray()[0, 2] > 0
+
+
+def test_a_restored_vocabulary_may_hold_ngrams_longer_than_the_range():
+    vectorizer = restore_ngram_vectorizer(["a", "a b", "a b c"], np.ones(3), ngram_range=(1, 2), lowercase=True, marks=True)
+    _assert_same_rows(transform_ngrams(vectorizer, ["a b c", "c"]), vectorizer.transform(["a b c", "c"]))
+    with pytest.raises(ValueError, match=r"n-gram range \(0, 2\) is not a valid"):
+        restore_ngram_vectorizer(["a"], np.ones(1), ngram_range=(0, 2), lowercase=True, marks=True)
 
 
 def test_vectorizer_needs_a_word():
