@@ -19,6 +19,9 @@ the same weights, e.g. under other instruction sets, without training again):
 
 It also reports the share of documents the n-gram path settled and how many
 predictions differ from the full model's (none should, beyond exact ties).
+With ``--onnx`` (the ``onnx`` extra), the model is also exported with
+``to_onnx`` and the ONNX predictor's ``predict`` (the same shortcut) is timed
+against its full graph (``decision_function`` and the largest logit).
 
 Run from the repository root::
 
@@ -136,6 +139,8 @@ def measure(args, dataset):
     functions = [classifier.predict, lambda texts: full_model_predict(classifier, texts)]
     if args.peer:
         functions.append(bert_peer(classifier))
+    if args.onnx:
+        functions += onnx_predicts(classifier, Path(args.models or ".") / f"{dataset}-seed{args.seed}.onnx")
     seconds = best_seconds(functions, documents, args.repeats)
     row = {
         "dataset": dataset,
@@ -152,7 +157,20 @@ def measure(args, dataset):
     }
     if args.peer:
         row["peer_docs_per_s"] = len(documents) / seconds[2]
+    if args.onnx:
+        row["onnx_predict_docs_per_s"] = len(documents) / seconds[-2]
+        row["onnx_full_docs_per_s"] = len(documents) / seconds[-1]
+        row["onnx_changed"] = int(np.sum(functions[-2](documents) != functions[-1](documents)))
     return row
+
+
+def onnx_predicts(classifier, path):
+    """The ONNX predictor's ``predict`` and its full-graph labels, for ``classifier`` exported to ``path``."""
+    import skattn.onnx
+
+    classifier.to_onnx(path)
+    predictor = skattn.onnx.load(path)
+    return [predictor.predict, lambda texts: full_model_predict(predictor, texts)]
 
 
 def table(rows, markdown):
@@ -161,6 +179,10 @@ def table(rows, markdown):
                "predict docs/s", "first predict docs/s", "full model docs/s", "predict / full model"]
     if peer:
         columns += ["BERT fp32 bucketed docs/s", "predict / BERT", "full model / BERT"]
+    onnx = all("onnx_predict_docs_per_s" in row for row in rows)
+    if onnx:
+        columns += ["ONNX predict docs/s", "ONNX full graph docs/s", "ONNX predict / full graph",
+                    "ONNX predictions changed by the shortcut"]
     cells = []
     for row in rows:
         cell = [
@@ -175,6 +197,11 @@ def table(rows, markdown):
                 f"{row['predict_docs_per_s'] / row['peer_docs_per_s']:.2f}x",
                 f"{row['full_docs_per_s'] / row['peer_docs_per_s']:.2f}x",
             ]
+        if onnx:
+            cell += [
+                f"{row['onnx_predict_docs_per_s']:,.0f}", f"{row['onnx_full_docs_per_s']:,.0f}",
+                f"{row['onnx_predict_docs_per_s'] / row['onnx_full_docs_per_s']:.2f}x", str(row["onnx_changed"]),
+            ]
         cells.append(cell)
     return format_table(columns, cells, markdown)
 
@@ -184,6 +211,9 @@ def main():
     parser.add_argument("--params", default="{}", help="JSON of further AttentionClassifier parameters")
     parser.add_argument("--peer", action="store_true",
                         help="also time a same-size Hugging Face BERT in float32 (needs transformers: .[bench])")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also export the model and time the ONNX predictor, with and without the shortcut "
+                             "(the onnx extra; the file goes to --models, else the current folder)")
     parser.add_argument("--models", metavar="DIR",
                         help="load each dataset's fitted model from DIR if saved there (with --params applied "
                              "to it, e.g. another precision), else fit it and save it there")

@@ -23,8 +23,8 @@ from ._loop import TrainingData, to_device, warn_if_not_converged
 from ._model import TextEncoder
 from ._ngram_path import NgramPath, rename_legacy_weights
 from ._ngrams import NgramFeatures, fit_ngram_vectorizer, transform_ngrams, written_without_spaces
+from ._settle import settle as settle_by_ngrams
 from ._shortcut import encoder_logit_bounds, rounding_allowance
-from ._shortcut import settle as settle_by_ngrams
 from ._targets import Targets
 from ._text import check_documents
 

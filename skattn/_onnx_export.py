@@ -23,6 +23,7 @@ from torch import nn
 from ._files import atomic_file
 from ._model import pool
 from ._ngrams import fitted_ngram_marks, fitted_ngram_range, ngram_vocabulary
+from ._shortcut import encoder_logit_bounds
 from ._versions import library_versions
 from .onnx import FORMAT_VERSION
 
@@ -120,11 +121,41 @@ def export(estimator, path):
         )
     program.optimize()
     proto = program.model_proto
-    for key, value in _metadata(estimator, vectorizer).items():
+    metadata = _metadata(estimator, vectorizer)
+    if vectorizer is not None:
+        metadata.update(_shortcut_metadata(model, proto))
+    for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     with atomic_file(path) as file:
         file.write(proto.SerializeToString())
+
+
+def _shortcut_metadata(model, proto):
+    """What the predictor needs to settle documents by the n-gram path alone, as ``_shortcut`` does.
+
+    The bounds on the encoder's logits, the encoder's scale and the name of
+    the graph's initializer that holds the n-gram weights (the predictor
+    reads them from the file rather than from a second copy); nothing when
+    no initializer holds exactly those weights.
+    """
+    from onnx import numpy_helper  # export checked that onnx is installed
+
+    weight = model.wide.bag.weight.detach().numpy()
+    for initializer in proto.graph.initializer:
+        if tuple(initializer.dims) != weight.shape:  # the exporter may rename it: found by shape and values
+            continue
+        if np.array_equal(numpy_helper.to_array(initializer), weight):
+            bounds = np.stack(encoder_logit_bounds(model)).astype("<f8")  # (3, n_outputs, n_outputs)
+            return {
+                "skattn.shortcut": json.dumps({
+                    "ngram_weight": initializer.name,
+                    "encoder_scale": float(model.encoder_scale),
+                    "bounds_shape": list(bounds.shape),
+                    "bounds": base64.b64encode(bounds.tobytes()).decode("ascii"),
+                })
+            }
+    return {}
 
 
 @contextlib.contextmanager

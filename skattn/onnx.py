@@ -8,9 +8,11 @@
 
 This module imports neither PyTorch nor skattn's estimators: only NumPy,
 ``tokenizers``, ``onnxruntime`` and, for classifiers with the n-gram path,
-SciPy and scikit-learn (for the TF-IDF rows). The predictor tokenizes, cuts
+SciPy and scikit-learn (for the TF-IDF rows), and ``onnx`` to read the
+n-gram weights for ``predict``'s shortcut. The predictor tokenizes, cuts
 windows and computes TF-IDF features exactly as the estimator does, then
-runs the exported graph.
+runs the exported graph; ``predict``, like the estimator's, skips the graph
+for documents whose class the n-gram path settles alone.
 """
 
 import base64
@@ -21,6 +23,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from ._ngrams import restore_ngram_vectorizer, transform_ngrams
+from ._settle import FLOAT32_ROUNDING, settle
 from ._text import check_documents, encode, length_batches
 
 # 2: metadata "skattn.ngram_marks" (punctuation marks and symbols as n-gram words); a reader
@@ -58,8 +61,24 @@ def load(path, *, providers=None, threads=None):
         raise ValueError(f"{os.fspath(path)!r} is not an ONNX model exported by skattn.")
     if int(version) > FORMAT_VERSION:
         raise ValueError(f"{os.fspath(path)!r} was exported by a newer skattn (format {version}); upgrade skattn.")
-    kind = OnnxClassifier if metadata["skattn.class"] == "AttentionClassifier" else OnnxEncoder
-    return kind(session, metadata)
+    if metadata["skattn.class"] != "AttentionClassifier":
+        return OnnxEncoder(session, metadata)
+    shortcut = json.loads(metadata["skattn.shortcut"]) if "skattn.shortcut" in metadata else None
+    ngram_weight = None if shortcut is None else _initializer(path, shortcut["ngram_weight"])
+    return OnnxClassifier(session, metadata, ngram_weight=ngram_weight)
+
+
+def _initializer(path, name):
+    """The initializer ``name`` of the ONNX file ``path``, as an array; None without the onnx package."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        return None
+    for initializer in onnx.load(os.fspath(path)).graph.initializer:
+        if initializer.name == name:
+            return numpy_helper.to_array(initializer)
+    return None
 
 
 class _OnnxPredictor:
@@ -90,8 +109,12 @@ class _OnnxPredictor:
     def _run(self, X):
         """The graph's output for the documents ``X``, one float32 row per document, in order."""
         documents = check_documents(X)
-        encoded = encode(self.tokenizer, documents, max_length=self.max_length, chunk=self.chunk)
         features = None if self._ngrams is None else transform_ngrams(self._ngrams, documents)
+        return self._graph(documents, features)
+
+    def _graph(self, documents, features):
+        """The graph's output for ``documents``, whose TF-IDF rows are ``features`` (None without n-grams)."""
+        encoded = encode(self.tokenizer, documents, max_length=self.max_length, chunk=self.chunk)
         outputs = np.empty((len(documents), self.output_size), dtype=np.float32)
         lengths = encoded.document_lengths()
         budget = encoded.token_budget(self.batch_size)
@@ -118,11 +141,31 @@ class OnnxClassifier(_OnnxPredictor):
         Class labels, as the estimator's.
     """
 
-    def __init__(self, session, metadata):
+    def __init__(self, session, metadata, ngram_weight=None):
         super().__init__(session, metadata)
         classes = json.loads(metadata["skattn.classes"])
         self.classes_ = np.asarray(classes["values"], dtype=np.dtype(classes["dtype"]))
         self.multilabel = json.loads(metadata["skattn.multilabel"])
+        self._shortcut = None  # (n-gram weights, bounds on the encoder's logits, the encoder's scale)
+        if ngram_weight is not None and self._ngrams is not None:
+            shortcut = json.loads(metadata["skattn.shortcut"])
+            bounds = np.frombuffer(base64.b64decode(shortcut["bounds"]), dtype="<f8").reshape(shortcut["bounds_shape"])
+            self._shortcut = (np.asarray(ngram_weight, dtype=np.float32), tuple(bounds), float(shortcut["encoder_scale"]))
+
+    def _decisions(self, X):
+        """Scores that decide as the graph's: the n-gram path's where it settles the class alone.
+
+        As ``AttentionClassifier.predict``: the graph runs only on the
+        documents whose class the encoder's logits could change.
+        """
+        documents = check_documents(X)
+        features = transform_ngrams(self._ngrams, documents)
+        weight, bounds, encoder_scale = self._shortcut
+        settled, scores = settle(features @ weight, bounds, encoder_scale, self.multilabel, FLOAT32_ROUNDING)
+        pending = np.flatnonzero(~settled)
+        if len(pending):
+            scores[pending] = self._graph([documents[row] for row in pending], features[pending])
+        return scores
 
     def decision_function(self, X):
         """Class scores (logits), shape (n_documents, n_classes)."""
@@ -138,8 +181,13 @@ class OnnxClassifier(_OnnxPredictor):
         return probabilities / probabilities.sum(axis=1, keepdims=True)
 
     def predict(self, X):
-        """Class labels (a label-indicator matrix for multilabel models)."""
-        scores = self._run(X)
+        """Class labels (a label-indicator matrix for multilabel models).
+
+        Documents whose class the n-gram path settles alone skip the graph,
+        as in ``AttentionClassifier.predict`` (models exported since that
+        rule, with the onnx package installed).
+        """
+        scores = self._run(X) if self._shortcut is None else self._decisions(X)
         if self.multilabel:
             return (scores > 0).astype(int)
         return self.classes_[scores.argmax(axis=1)]

@@ -158,3 +158,52 @@ def test_unfitted_estimator_cannot_export(tmp_path):
     with pytest.raises(NotFittedError):
         AttentionClassifier().to_onnx(tmp_path / "model.onnx")
     assert not (tmp_path / "model.onnx").exists()
+
+
+def _count_graph_documents(predictor):
+    """Make ``predictor`` count the documents its graph runs on; returns the running count."""
+    counted, run = [0], predictor.session.run
+
+    def counting_run(outputs, feed):
+        counted[0] += len(feed["documents"])
+        return run(outputs, feed)
+
+    predictor.session = type("CountingSession", (), {"run": staticmethod(counting_run)})()
+    return counted
+
+
+def test_predict_skips_the_graph_where_the_ngram_path_settles(r8, r8_model, tmp_path):
+    _, _, X_test = r8
+    clf, path = r8_model
+    predictor = skattn.onnx.load(path)
+    assert predictor._shortcut is not None
+    counted = _count_graph_documents(predictor)
+    np.testing.assert_array_equal(predictor.predict(X_test), clf.predict(X_test))
+    assert 0 < counted[0] < len(X_test)  # some settled, some not, on this small model
+    counted[0] = 0
+    predictor.decision_function(X_test)  # scores always come from the whole graph
+    assert counted[0] == len(X_test)
+
+    # Without the shortcut's metadata (files exported before it), predict runs the graph on all.
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(path)
+    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    del metadata["skattn.shortcut"]
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, metadata)
+    onnx.save(model, tmp_path / "before.onnx")
+    before = skattn.onnx.load(tmp_path / "before.onnx")
+    assert before._shortcut is None
+    counted = _count_graph_documents(before)
+    np.testing.assert_array_equal(before.predict(X_test), clf.predict(X_test))
+    assert counted[0] == len(X_test)
+
+
+def test_multilabel_predict_settles_labels_as_the_classifier(tmp_path):
+    y = np.array([[label == 0, label != 2] for label in TOPIC_LABELS], dtype=int)
+    clf = AttentionClassifier(**dict(TINY, precision="fp32", max_epochs=6)).fit(TOPIC_TEXTS, y)
+    clf.to_onnx(tmp_path / "multilabel.onnx")
+    predictor = skattn.onnx.load(tmp_path / "multilabel.onnx")
+    assert predictor._shortcut is not None
+    documents = TOPIC_TEXTS + ["markets rates bank", "goal match", "rain sun", "zzz"]
+    np.testing.assert_array_equal(predictor.predict(documents), clf.predict(documents))

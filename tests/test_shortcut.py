@@ -9,7 +9,8 @@ import torch
 import skattn._base
 from skattn import AttentionClassifier
 from skattn._model import pool
-from skattn._shortcut import FLOAT32_ROUNDING, HALF_ROUNDING, encoder_logit_bounds, rounding_allowance, settle
+from skattn._settle import FLOAT32_ROUNDING, HALF_ROUNDING, settle
+from skattn._shortcut import encoder_logit_bounds, rounding_allowance
 from skattn.datasets import load_r8
 
 from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
