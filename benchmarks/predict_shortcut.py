@@ -4,7 +4,7 @@
 n-gram path settles alone (``skattn/_shortcut.py``); ``decision_function`` still
 runs both paths on every document. For each dataset this fits one classifier
 with the defaults (plus ``--params``), then predicts the evaluation documents
-three ways, best of ``--repeats`` warm calls each, in alternating turns
+two to five ways (below), best of ``--repeats`` warm calls each, in alternating turns
 (``--models DIR`` keeps the fitted models, so that another run predicts with
 the same weights, e.g. under other instruction sets, without training again):
 
@@ -35,6 +35,7 @@ instruction sets as in benchmarks/README.md ("CPUs without native bf16").
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -140,7 +141,8 @@ def measure(args, dataset):
     if args.peer:
         functions.append(bert_peer(classifier))
     if args.onnx:
-        functions += onnx_predicts(classifier, Path(args.models or ".") / f"{dataset}-seed{args.seed}.onnx")
+        folder = Path(args.models) if args.models else Path(tempfile.mkdtemp(prefix="skattn-onnx-"))
+        functions += onnx_predicts(classifier, folder / f"{dataset}-seed{args.seed}.onnx", args.threads)
     seconds = best_seconds(functions, documents, args.repeats)
     row = {
         "dataset": dataset,
@@ -164,12 +166,12 @@ def measure(args, dataset):
     return row
 
 
-def onnx_predicts(classifier, path):
+def onnx_predicts(classifier, path, threads):
     """The ONNX predictor's ``predict`` and its full-graph labels, for ``classifier`` exported to ``path``."""
     import skattn.onnx
 
     classifier.to_onnx(path)
-    predictor = skattn.onnx.load(path)
+    predictor = skattn.onnx.load(path, threads=threads or None)
     return [predictor.predict, lambda texts: full_model_predict(predictor, texts)]
 
 
@@ -213,7 +215,7 @@ def main():
                         help="also time a same-size Hugging Face BERT in float32 (needs transformers: .[bench])")
     parser.add_argument("--onnx", action="store_true",
                         help="also export the model and time the ONNX predictor, with and without the shortcut "
-                             "(the onnx extra; the file goes to --models, else the current folder)")
+                             "(the onnx extra; the file goes to --models, else a temporary folder)")
     parser.add_argument("--models", metavar="DIR",
                         help="load each dataset's fitted model from DIR if saved there (with --params applied "
                              "to it, e.g. another precision), else fit it and save it there")

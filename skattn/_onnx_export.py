@@ -155,6 +155,12 @@ def _shortcut_metadata(model, proto):
                     "bounds": base64.b64encode(bounds.tobytes()).decode("ascii"),
                 })
             }
+    warnings.warn(
+        "The exported graph holds no exact copy of the n-gram weights, so the ONNX predictor's predict "
+        "will run the whole graph on every document (its labels are the same).",
+        RuntimeWarning,
+        stacklevel=3,
+    )
     return {}
 
 

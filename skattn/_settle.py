@@ -33,7 +33,8 @@ def settle(ngram_logits, bounds, encoder_scale, multilabel, allowance=FLOAT32_RO
         Whether each output is decided by its own sign (one sigmoid per
         label) rather than by the largest logit.
     allowance : float, default=FLOAT32_ROUNDING
-        Rounding allowance, from :func:`rounding_allowance`.
+        Rounding allowance: :data:`FLOAT32_ROUNDING` where the head runs in
+        float32, else ``_shortcut.rounding_allowance`` gives it.
 
     Returns
     -------

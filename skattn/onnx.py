@@ -23,7 +23,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from ._ngrams import restore_ngram_vectorizer, transform_ngrams
-from ._settle import FLOAT32_ROUNDING, settle
+from ._settle import FLOAT32_ROUNDING, HALF_ROUNDING, settle
 from ._text import check_documents, encode, length_batches
 
 # 2: metadata "skattn.ngram_marks" (punctuation marks and symbols as n-gram words); a reader
@@ -63,22 +63,58 @@ def load(path, *, providers=None, threads=None):
         raise ValueError(f"{os.fspath(path)!r} was exported by a newer skattn (format {version}); upgrade skattn.")
     if metadata["skattn.class"] != "AttentionClassifier":
         return OnnxEncoder(session, metadata)
-    shortcut = json.loads(metadata["skattn.shortcut"]) if "skattn.shortcut" in metadata else None
-    ngram_weight = None if shortcut is None else _initializer(path, shortcut["ngram_weight"])
-    return OnnxClassifier(session, metadata, ngram_weight=ngram_weight)
+    return OnnxClassifier(session, metadata, shortcut=_read_shortcut(path, session, metadata))
 
 
-def _initializer(path, name):
-    """The initializer ``name`` of the ONNX file ``path``, as an array; None without the onnx package."""
+# Execution providers that run the graph's final LayerNorm and head in float32 (or TF32).
+FLOAT32_PROVIDERS = frozenset({"CPUExecutionProvider", "CUDAExecutionProvider"})
+
+
+def _read_shortcut(path, session, metadata):
+    """What ``predict`` needs to settle documents by the n-gram path alone, or None.
+
+    None for files exported without it, where the onnx package cannot be
+    imported, or where the file's content does not match its description
+    (another weight type or shape, as after post-processing).
+
+    Returns
+    -------
+    shortcut : tuple or None
+        ``(ngram_weight, bounds, encoder_scale, allowance)``: the n-gram
+        weights ``(n_features, n_outputs)``, the ``(center, spread,
+        magnitude)`` bounds of ``_shortcut.encoder_logit_bounds``, the
+        encoder's factor in the sum, and the rounding allowance of the
+        session's execution providers.
+    """
+    if "skattn.shortcut" not in metadata or "skattn.ngram_terms" not in metadata:
+        return None
     try:
         import onnx
-        from onnx import numpy_helper
-    except ImportError:
+        from onnx import external_data_helper, numpy_helper
+    except Exception:  # not installed, or broken (a protobuf mismatch): predict runs the whole graph
         return None
-    for initializer in onnx.load(os.fspath(path)).graph.initializer:
-        if initializer.name == name:
-            return numpy_helper.to_array(initializer)
-    return None
+    try:
+        description = json.loads(metadata["skattn.shortcut"])
+        n_features, n_outputs = len(json.loads(metadata["skattn.ngram_terms"])), int(metadata["skattn.output_size"])
+        bounds = np.frombuffer(base64.b64decode(description["bounds"]), dtype="<f8")
+        if description["bounds_shape"] != [3, n_outputs, n_outputs] or bounds.size != 3 * n_outputs**2:
+            return None
+        model = onnx.load(os.fspath(path), load_external_data=False)  # one tensor is read, not all
+        for initializer in model.graph.initializer:
+            if initializer.name == description["ngram_weight"]:
+                break
+        else:
+            return None
+        if initializer.data_type != onnx.TensorProto.FLOAT or tuple(initializer.dims) != (n_features, n_outputs):
+            return None
+        if external_data_helper.uses_external_data(initializer):
+            external_data_helper.load_external_data_for_tensor(initializer, os.path.dirname(os.fspath(path)))
+        weight = numpy_helper.to_array(initializer)
+        encoder_scale = float(description["encoder_scale"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    allowance = FLOAT32_ROUNDING if set(session.get_providers()) <= FLOAT32_PROVIDERS else HALF_ROUNDING
+    return weight, tuple(bounds.reshape(3, n_outputs, n_outputs)), encoder_scale, allowance
 
 
 class _OnnxPredictor:
@@ -141,16 +177,12 @@ class OnnxClassifier(_OnnxPredictor):
         Class labels, as the estimator's.
     """
 
-    def __init__(self, session, metadata, ngram_weight=None):
+    def __init__(self, session, metadata, shortcut=None):
         super().__init__(session, metadata)
         classes = json.loads(metadata["skattn.classes"])
         self.classes_ = np.asarray(classes["values"], dtype=np.dtype(classes["dtype"]))
         self.multilabel = json.loads(metadata["skattn.multilabel"])
-        self._shortcut = None  # (n-gram weights, bounds on the encoder's logits, the encoder's scale)
-        if ngram_weight is not None and self._ngrams is not None:
-            shortcut = json.loads(metadata["skattn.shortcut"])
-            bounds = np.frombuffer(base64.b64decode(shortcut["bounds"]), dtype="<f8").reshape(shortcut["bounds_shape"])
-            self._shortcut = (np.asarray(ngram_weight, dtype=np.float32), tuple(bounds), float(shortcut["encoder_scale"]))
+        self._shortcut = shortcut if self._ngrams is not None else None  # see _read_shortcut
 
     def _decisions(self, X):
         """Scores that decide as the graph's: the n-gram path's where it settles the class alone.
@@ -160,8 +192,8 @@ class OnnxClassifier(_OnnxPredictor):
         """
         documents = check_documents(X)
         features = transform_ngrams(self._ngrams, documents)
-        weight, bounds, encoder_scale = self._shortcut
-        settled, scores = settle(features @ weight, bounds, encoder_scale, self.multilabel, FLOAT32_ROUNDING)
+        weight, bounds, encoder_scale, allowance = self._shortcut
+        settled, scores = settle(features @ weight, bounds, encoder_scale, self.multilabel, allowance)
         pending = np.flatnonzero(~settled)
         if len(pending):
             scores[pending] = self._graph([documents[row] for row in pending], features[pending])
@@ -184,8 +216,9 @@ class OnnxClassifier(_OnnxPredictor):
         """Class labels (a label-indicator matrix for multilabel models).
 
         Documents whose class the n-gram path settles alone skip the graph,
-        as in ``AttentionClassifier.predict`` (models exported since that
-        rule, with the onnx package installed).
+        as in ``AttentionClassifier.predict`` (files exported with that rule,
+        read with the onnx package installed; otherwise every document runs
+        through the graph, with the same labels).
         """
         scores = self._run(X) if self._shortcut is None else self._decisions(X)
         if self.multilabel:

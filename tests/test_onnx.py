@@ -17,6 +17,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 import skattn.onnx  # noqa: E402  (after the skips: it needs onnxruntime to load a model)
+from skattn._settle import FLOAT32_ROUNDING  # noqa: E402
+from skattn._shortcut import encoder_logit_bounds  # noqa: E402
 
 SMALL = dict(vocab_size=2000, d_model=32, n_heads=2, n_layers=1, d_ff=64, max_epochs=2, random_state=0, precision="fp32")
 
@@ -60,6 +62,7 @@ def test_chunked_documents_and_encoders_export_too(tmp_path, pooling):
     clf.to_onnx(tmp_path / "clf.onnx")
     predictor = skattn.onnx.load(tmp_path / "clf.onnx")
     np.testing.assert_allclose(predictor.predict_proba(long_texts), clf.predict_proba(long_texts), atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(predictor.predict(long_texts), clf.predict(long_texts))
 
     encoder = AttentionEncoder(**params).fit(long_texts)
     encoder.to_onnx(tmp_path / "encoder.onnx")
@@ -118,6 +121,7 @@ _WITHOUT_TORCH = textwrap.dedent(
     print(json.dumps({
         "proba": predictor.predict_proba(texts).tolist(),
         "labels": predictor.predict(texts).tolist(),
+        "shortcut": predictor._shortcut is not None,
         "loaded": sorted(name for name in sys.modules if name.startswith(("torch", "skattn"))),
     }))
     """
@@ -137,6 +141,7 @@ def test_predictor_runs_where_torch_cannot_be_imported(r8, r8_model):
     assert not {"skattn._classifier", "skattn._encoder", "skattn._loop", "skattn._model"} & set(output["loaded"])
     np.testing.assert_allclose(output["proba"], clf.predict_proba(texts), atol=1e-4, rtol=0)
     assert output["labels"] == clf.predict(texts).tolist()
+    assert output["shortcut"]  # predict settled documents without torch too
 
 
 def test_a_foreign_onnx_file_is_refused(tmp_path):
@@ -176,13 +181,19 @@ def test_predict_skips_the_graph_where_the_ngram_path_settles(r8, r8_model, tmp_
     _, _, X_test = r8
     clf, path = r8_model
     predictor = skattn.onnx.load(path)
-    assert predictor._shortcut is not None
+    weight, bounds, encoder_scale, allowance = predictor._shortcut
+    np.testing.assert_array_equal(weight, clf.model_.wide.bag.weight.detach().numpy())
+    for ours, expected in zip(bounds, encoder_logit_bounds(clf.model_)):
+        np.testing.assert_allclose(ours, expected, rtol=1e-12)
+    assert encoder_scale == pytest.approx(clf.encoder_logit_scale_) and allowance == FLOAT32_ROUNDING
     counted = _count_graph_documents(predictor)
-    np.testing.assert_array_equal(predictor.predict(X_test), clf.predict(X_test))
+    labels = predictor.predict(X_test)
     assert 0 < counted[0] < len(X_test)  # some settled, some not, on this small model
     counted[0] = 0
-    predictor.decision_function(X_test)  # scores always come from the whole graph
+    scores = predictor.decision_function(X_test)  # scores always come from the whole graph
     assert counted[0] == len(X_test)
+    np.testing.assert_array_equal(labels, predictor.classes_[scores.argmax(axis=1)])
+    np.testing.assert_array_equal(labels, clf.predict(X_test))
 
     # Without the shortcut's metadata (files exported before it), predict runs the graph on all.
     onnx = pytest.importorskip("onnx")
@@ -204,6 +215,20 @@ def test_multilabel_predict_settles_labels_as_the_classifier(tmp_path):
     clf = AttentionClassifier(**dict(TINY, precision="fp32", max_epochs=6)).fit(TOPIC_TEXTS, y)
     clf.to_onnx(tmp_path / "multilabel.onnx")
     predictor = skattn.onnx.load(tmp_path / "multilabel.onnx")
-    assert predictor._shortcut is not None
+    counted = _count_graph_documents(predictor)
     documents = TOPIC_TEXTS + ["markets rates bank", "goal match", "rain sun", "zzz"]
-    np.testing.assert_array_equal(predictor.predict(documents), clf.predict(documents))
+    labels = predictor.predict(documents)
+    assert counted[0] < len(documents)
+    np.testing.assert_array_equal(labels, clf.predict(documents))
+    np.testing.assert_array_equal(labels, (predictor.decision_function(documents) > 0).astype(int))
+
+
+def test_without_the_onnx_package_predict_runs_the_whole_graph(r8, r8_model, monkeypatch):
+    _, _, X_test = r8
+    clf, path = r8_model
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx fails
+    predictor = skattn.onnx.load(path)
+    assert predictor._shortcut is None
+    counted = _count_graph_documents(predictor)
+    np.testing.assert_array_equal(predictor.predict(X_test[:50]), clf.predict(X_test[:50]))
+    assert counted[0] == 50
