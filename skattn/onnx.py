@@ -63,19 +63,28 @@ def load(path, *, providers=None, threads=None):
         raise ValueError(f"{os.fspath(path)!r} was exported by a newer skattn (format {version}); upgrade skattn.")
     if metadata["skattn.class"] != "AttentionClassifier":
         return OnnxEncoder(session, metadata)
-    return OnnxClassifier(session, metadata, shortcut=_read_shortcut(path, session, metadata))
+    return OnnxClassifier(session, metadata, path=path)
 
 
 # Execution providers that run the graph's final LayerNorm and head in float32 (or TF32).
 FLOAT32_PROVIDERS = frozenset({"CPUExecutionProvider", "CUDAExecutionProvider"})
 
 
-def _read_shortcut(path, session, metadata):
+def _read_shortcut(path, session, metadata, n_features):
     """What ``predict`` needs to settle documents by the n-gram path alone, or None.
 
     None for files exported without it, where the onnx package cannot be
     imported, or where the file's content does not match its description
     (another weight type or shape, as after post-processing).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ONNX file, which holds the n-gram weights as an initializer.
+    session : onnxruntime.InferenceSession
+    metadata : dict of str to str
+    n_features : int
+        Size of the n-gram vocabulary the predictor restored.
 
     Returns
     -------
@@ -86,7 +95,7 @@ def _read_shortcut(path, session, metadata):
         encoder's factor in the sum, and the rounding allowance of the
         session's execution providers.
     """
-    if "skattn.shortcut" not in metadata or "skattn.ngram_terms" not in metadata:
+    if "skattn.shortcut" not in metadata:
         return None
     try:
         import onnx
@@ -95,7 +104,7 @@ def _read_shortcut(path, session, metadata):
         return None
     try:
         description = json.loads(metadata["skattn.shortcut"])
-        n_features, n_outputs = len(json.loads(metadata["skattn.ngram_terms"])), int(metadata["skattn.output_size"])
+        n_outputs = int(metadata["skattn.output_size"])
         bounds = np.frombuffer(base64.b64decode(description["bounds"]), dtype="<f8")
         if description["bounds_shape"] != [3, n_outputs, n_outputs] or bounds.size != 3 * n_outputs**2:
             return None
@@ -177,12 +186,14 @@ class OnnxClassifier(_OnnxPredictor):
         Class labels, as the estimator's.
     """
 
-    def __init__(self, session, metadata, shortcut=None):
+    def __init__(self, session, metadata, path=None):
         super().__init__(session, metadata)
         classes = json.loads(metadata["skattn.classes"])
         self.classes_ = np.asarray(classes["values"], dtype=np.dtype(classes["dtype"]))
         self.multilabel = json.loads(metadata["skattn.multilabel"])
-        self._shortcut = shortcut if self._ngrams is not None else None  # see _read_shortcut
+        self._shortcut = None  # see _read_shortcut; the file at ``path`` holds the n-gram weights
+        if path is not None and self._ngrams is not None:
+            self._shortcut = _read_shortcut(path, session, metadata, n_features=len(self._ngrams.vocabulary_))
 
     def _decisions(self, X):
         """Scores that decide as the graph's: the n-gram path's where it settles the class alone.
