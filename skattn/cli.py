@@ -60,6 +60,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("skattn: interrupted", file=sys.stderr)
         return 130
+    except UnicodeEncodeError as error:  # a report with labels the console's encoding lacks
+        print(
+            f"skattn: error: this console's encoding ({error.encoding}) cannot show "
+            f"{error.object[error.start:error.end]!r}; set PYTHONIOENCODING=utf-8 to print it",
+            file=sys.stderr,
+        )
+        return 1
     except BrokenPipeError:  # stdout piped into a reader that stopped, such as head
         _silence_stdout()
         return 1
@@ -223,11 +230,32 @@ def _save(estimator, path):
         raise CommandError(f"cannot write the model file {path}: {error}") from None
 
 
+class _Utf8Writer:
+    """Text written as UTF-8 to a binary stream (stdout's, which stays open and owned by sys)."""
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def write(self, text):
+        self.binary.write(text.encode("utf-8"))
+        return len(text)
+
+
 @contextmanager
 def _output(path, mode="w"):
-    """``path`` opened for writing, or stdout when it is None."""
+    """``path`` opened for writing, or stdout when it is None.
+
+    Text goes out as UTF-8 either way, so labels in any script survive a
+    console or a redirect whose own encoding cannot hold them.
+    """
     if path is None:
-        yield sys.stdout
+        stdout_bytes = getattr(sys.stdout, "buffer", None)
+        if stdout_bytes is None:  # a stream that only takes text (a notebook's)
+            yield sys.stdout
+            return
+        sys.stdout.flush()  # what was printed before comes first
+        yield stdout_bytes if "b" in mode else _Utf8Writer(stdout_bytes)
+        stdout_bytes.flush()
         return
     try:
         file = open(path, mode, **({"newline": "", "encoding": "utf-8"} if "b" not in mode else {}))

@@ -5,7 +5,11 @@ the suite checks behaviour, not accuracy; accuracy on real data has its own
 tests in test_accuracy.py.
 """
 
+import os
+
+import joblib
 import pytest
+import torch
 
 from skattn import AttentionClassifier, AttentionEncoder
 
@@ -45,3 +49,27 @@ def fitted_classifier():
 @pytest.fixture(scope="module")
 def fitted_encoder():
     return AttentionEncoder(**TINY).fit(TOPIC_TEXTS)
+
+
+# The variables joblib sets in its process workers (to cpu_count() // n_jobs)
+# unless the user's environment sets them already; torch reads these two.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _torch_threads():
+    return torch.get_num_threads()
+
+
+def joblib_worker_threads(n_jobs):
+    """torch's intra-op thread count in joblib's process workers, asked before any fit runs there.
+
+    With none of :data:`THREAD_VARIABLES` set, joblib gives each of ``n_jobs``
+    workers ``cpu_count() // n_jobs`` threads (at least 1). Where the user set
+    them, torch's own rules decide, so the count is read from a worker rather
+    than derived from the variables.
+    """
+    counts = set(joblib.Parallel(n_jobs=n_jobs)(joblib.delayed(_torch_threads)() for _ in range(n_jobs)))
+    (count,) = counts
+    if not any(name in os.environ for name in THREAD_VARIABLES):
+        assert count == max(joblib.cpu_count() // n_jobs, 1)
+    return count

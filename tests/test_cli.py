@@ -8,6 +8,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import subprocess
 import sys
 import types
@@ -19,7 +20,7 @@ import pytest
 from sklearn.metrics import accuracy_score
 
 import skattn
-from skattn import AttentionEncoder
+from skattn import AttentionClassifier, AttentionEncoder
 from skattn._tables import read_table
 from skattn.cli import main
 
@@ -155,6 +156,40 @@ def test_predict_reads_a_field_larger_than_the_csv_default_limit(model, tmp_path
     status, out, err = run(["predict", model, path], capsys)
     assert status == 0, err
     assert len(out.splitlines()) == 2
+
+
+@pytest.fixture(scope="module")
+def chinese_labels_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "chinese.skattn"
+    AttentionClassifier(**TINY).fit(TEXTS, [CHINESE_LABELS[label] for label in LABELS]).save(path)
+    return str(path)
+
+
+CHINESE_LABELS = {"topic0": "经济", "topic1": "体育", "topic2": "天气"}
+
+
+def latin1_stdout(monkeypatch):
+    """A stdout whose encoding holds no Chinese, as a console or redirect on some systems has."""
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    monkeypatch.setattr(sys, "stdout", stream)
+    return stream
+
+
+def test_predict_writes_utf8_whatever_the_console_encoding(chinese_labels_model, data, monkeypatch):
+    stdout = latin1_stdout(monkeypatch)
+    assert main(["predict", chinese_labels_model, data["csv"]]) == 0
+    rows = list(csv.DictReader(io.StringIO(stdout.buffer.getvalue().decode("utf-8"))))
+    assert [row["label"] for row in rows] == skattn.load(chinese_labels_model).predict(TEXTS).tolist()
+    assert {row["label"] for row in rows} <= set(CHINESE_LABELS.values())
+
+
+def test_a_report_the_console_cannot_encode_is_a_clear_error(chinese_labels_model, tmp_path, monkeypatch, capsys):
+    path = write_csv(tmp_path / "labelled.csv", [(CHINESE_LABELS[label], text) for label, text in zip(LABELS, TEXTS)])
+    latin1_stdout(monkeypatch)
+    assert main(["evaluate", chinese_labels_model, path]) == 1
+    err = capsys.readouterr().err
+    assert "skattn: error: this console's encoding (latin-1) cannot show" in err
+    assert "set PYTHONIOENCODING=utf-8" in err and "Traceback" not in err
 
 
 def test_evaluate_prints_sklearn_accuracy_and_a_labelled_confusion_matrix(model, data, capsys):
@@ -311,9 +346,9 @@ def test_missing_arguments_are_usage_errors(capsys):
 def test_help(command, capsys):
     status, out, _ = run(([command] if command else []) + ["--help"], capsys)
     assert status == 0 and out.startswith("usage: skattn")
-    if command is None:
+    if command is None:  # each command listed at the start of a line, whatever the terminal's width
         for name in COMMANDS:
-            assert f"    {name} " in out
+            assert re.search(rf"^ +{name}\b", out, re.MULTILINE)
 
 
 # -- serve, without serving -------------------------------------------------------------

@@ -85,9 +85,11 @@ def test_example_is_short_and_documented(script):
 def test_example_runs_quickly(script, tmp_path):
     # One thread: these tiny models gain nothing from more, and on a busy machine
     # a second thread that waits for a core slowed them down tenfold.
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    # UTF-8 output whatever the shell's encoding: chinese.py prints Chinese reviews.
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONIOENCODING": "utf-8"}
     result = subprocess.run(
-        [sys.executable, str(script), "--quick"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, str(script), "--quick"],
+        cwd=tmp_path, env=env, capture_output=True, encoding="utf-8", timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for pattern in PRINTS.get(script.name, []):

@@ -22,7 +22,7 @@ from sklearn.model_selection import GridSearchCV, cross_validate
 
 from skattn import AttentionClassifier
 
-from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
+from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS, joblib_worker_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_R8 = dict(vocab_size=2000, max_length=96, d_model=64, n_heads=2, n_layers=1, d_ff=128, max_epochs=3)
@@ -132,10 +132,10 @@ def sequential_search():
 
 
 def test_grid_search_on_loky_workers_splits_the_cores(tmp_path, sequential_search):
+    expected = joblib_worker_threads(n_jobs=2)
     search = grid_search(callbacks=[partial(record_threads, tmp_path)])
     np.testing.assert_allclose(search.cv_results_["mean_test_score"], sequential_search.cv_results_["mean_test_score"])
-    # joblib gives each of n_jobs worker processes its share of the cores, unless the user set the variable.
-    expected = int(os.environ.get("OMP_NUM_THREADS", max(joblib.cpu_count() // 2, 1)))
+    # joblib gives each of n_jobs worker processes its share of the cores, and fit keeps to it.
     assert set(recorded_threads(tmp_path)) == {expected}
 
 

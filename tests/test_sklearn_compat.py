@@ -14,7 +14,7 @@ from sklearn.utils import estimator_checks
 
 from skattn import AttentionClassifier, AttentionEncoder
 
-from .conftest import LABELS, TEXTS, TINY, TOPIC_LABELS, TOPIC_TEXTS
+from .conftest import LABELS, TEXTS, TINY, TOPIC_LABELS, TOPIC_TEXTS, joblib_worker_threads
 
 FITTED_ATTRIBUTES = ["tokenizer_", "config_", "model_", "loss_curve_", "n_iter_"]
 
@@ -274,10 +274,12 @@ def _fit_and_count_threads():
 
 
 def test_parallel_workers_do_not_oversubscribe():
-    # joblib's process workers share the cores, whatever their number: each
-    # gets cpu_count() // n_jobs threads (at least 1), and fit keeps to them.
+    # joblib's process workers share the cores, whatever their number (each
+    # gets cpu_count() // n_jobs threads unless the user's environment says
+    # otherwise), and fit keeps to what its worker was given.
+    expected = joblib_worker_threads(n_jobs=2)
     threads = joblib.Parallel(n_jobs=2)(joblib.delayed(_fit_and_count_threads)() for _ in range(2))
-    assert threads == [max(1, joblib.cpu_count() // 2)] * 2
+    assert threads == [expected] * 2
 
 
 # -- AttentionEncoder --------------------------------------------------------------
