@@ -162,7 +162,13 @@ def test_cross_validate_under_ray(tmp_path):
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
     from ray.util.joblib import register_ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # The callback is pickled by reference: Ray's workers must import this package from
+    # wherever pytest was started.
+    python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+        runtime_env={"env_vars": {"PYTHONPATH": python_path}},
+    )
     try:
         register_ray()
         with joblib.parallel_backend("ray"), warnings.catch_warnings():
