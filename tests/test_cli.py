@@ -158,14 +158,14 @@ def test_predict_reads_a_field_larger_than_the_csv_default_limit(model, tmp_path
     assert len(out.splitlines()) == 2
 
 
+CHINESE_LABELS = {"topic0": "经济", "topic1": "体育", "topic2": "天气"}
+
+
 @pytest.fixture(scope="module")
 def chinese_labels_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "chinese.skattn"
     AttentionClassifier(**TINY).fit(TEXTS, [CHINESE_LABELS[label] for label in LABELS]).save(path)
     return str(path)
-
-
-CHINESE_LABELS = {"topic0": "经济", "topic1": "体育", "topic2": "天气"}
 
 
 def latin1_stdout(monkeypatch):
