@@ -6,6 +6,7 @@ the subcommands that need it, so that ``skattn --help`` answers at once.
 """
 
 import argparse
+import codecs
 import csv
 import json
 import os
@@ -230,17 +231,6 @@ def _save(estimator, path):
         raise CommandError(f"cannot write the model file {path}: {error}") from None
 
 
-class _Utf8Writer:
-    """Text written as UTF-8 to a binary stream (stdout's, which stays open and owned by sys)."""
-
-    def __init__(self, binary):
-        self.binary = binary
-
-    def write(self, text):
-        self.binary.write(text.encode("utf-8"))
-        return len(text)
-
-
 @contextmanager
 def _output(path, mode="w"):
     """``path`` opened for writing, or stdout when it is None.
@@ -254,7 +244,7 @@ def _output(path, mode="w"):
             yield sys.stdout
             return
         sys.stdout.flush()  # what was printed before comes first
-        yield stdout_bytes if "b" in mode else _Utf8Writer(stdout_bytes)
+        yield stdout_bytes if "b" in mode else codecs.getwriter("utf-8")(stdout_bytes)
         stdout_bytes.flush()
         return
     try:
