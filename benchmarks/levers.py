@@ -10,6 +10,7 @@ import argparse
 import subprocess
 import sys
 import time
+import unicodedata
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ from skattn._fast import (
 )
 from skattn._heads import SequenceClassifier
 from skattn._model import EncoderConfig, TextEncoder, explicit_attention
-from skattn._ngrams import fit_ngram_vectorizer, transform_ngrams
+from skattn._ngrams import WordNgrams, _word_pattern, fit_ngram_vectorizer, transform_ngrams
+from skattn.datasets import load_r8
 
 # skattn's defaults at the benchmark's size (4 layers), the ReLU included.
 CONFIG = dict(
@@ -183,6 +185,22 @@ def ngram_variants():
     return "n-gram TF-IDF of 800 documents", "TfidfVectorizer.transform", sklearn_s, "transform_ngrams (skattn)", skattn_s
 
 
+def word_variants():
+    """The n-gram path's word splitting of R8's test split (shipped with skattn; all ASCII)."""
+    documents = load_r8()[2]
+    analyzer = WordNgrams((1, 2), lowercase=True)
+    pattern = _word_pattern(marks=True)
+
+    def unicode_patterns():
+        return [pattern.findall(unicodedata.normalize("NFKC", document).lower()) for document in documents]
+
+    unicode_s, ascii_s = paired(unicode_patterns, lambda: [analyzer.words(document) for document in documents], repeats=2)
+    return (
+        f"n-gram words of {len(documents):,} R8 documents", "the Unicode patterns on every text", unicode_s,
+        "ASCII patterns on ASCII text (skattn)", ascii_s,
+    )
+
+
 def compile_variants():
     """A bf16 training step of the model, eager against ``torch.compile`` (one width)."""
     torch.manual_seed(0)
@@ -263,6 +281,7 @@ def levers():
         "int8": (int8_variants, fp32_fused and int8_linear_works()),
         "activation": (activation_variants, bf16_fused),
         "ngrams": (ngram_variants, True),
+        "words": (word_variants, True),
         "padding": (lambda: padding_variants(threads), bf16_fused),  # bf16 training
         "compile": (compile_variants, True),
     }

@@ -42,6 +42,24 @@ def test_words_split_as_the_tokenizer_splits_them():
     assert WordNgrams((1, 2), lowercase=True, marks=False)("Rates ROSE, again!") == [
         "rates", "rose", "again", "rates rose", "rose again",
     ]
+
+
+@pytest.mark.parametrize("marks", [True, False])
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_ascii_text_splits_as_the_unicode_patterns_split_it(marks, lowercase):
+    # ASCII documents take shorter patterns; every ASCII character, in random
+    # runs, must give the words the Unicode patterns give.
+    from skattn._ngrams import _word_pattern
+
+    analyzer = WordNgrams((1, 1), lowercase=lowercase, marks=marks)
+    rng = np.random.default_rng(0)
+    alphabet = np.array([chr(point) for point in range(128)] + [" ", "a", "Z", "7", "_"] * 8)
+    documents = ["".join(rng.choice(alphabet, size=rng.integers(0, 40))) for _ in range(2000)]
+    documents.append("".join(chr(point) for point in range(128)))
+    for document in documents:
+        assert document.isascii()
+        text = document.lower() if lowercase else document
+        assert analyzer.words(document) == _word_pattern(marks).findall(text), repr(document)
     assert WordNgrams((1, 1), lowercase=True, marks=False)("...") == []
 
 
