@@ -16,6 +16,12 @@ the total. See benchmarks/README.md.
 separately, its two host steps (encoding into token ids, the n-gram TF-IDF);
 the rest is the model and its batching.
 
+``--ops N`` fits once more under ``torch.profiler`` and splits the operators'
+self CPU time into matrix products, fused attention and everything else, with
+the ``N`` costliest operators: how much of training any change outside the
+matrix products could win (on a CPU; on a GPU the profiler's CPU times are the
+host's, not the kernels').
+
 ``--count-reads`` fits once more, untimed, counting the values the training
 loop reads back from its tensors (``.item()``, ``float()``, ``bool()``: each is
 an ``aten._local_scalar_dense`` call, and on a GPU each makes the host wait
@@ -29,6 +35,7 @@ Run from the repository root::
     python benchmarks/fit_profile.py --dataset 20ng --max-docs 3000 --markdown
     SKATTN_FAST_PATHS=0 python benchmarks/fit_profile.py --count-reads --max-docs 1000
     python benchmarks/fit_profile.py --predict --max-docs 1600 --max-eval-docs 1000 --max-epochs 1 --params '{"precision": "fp32"}'
+    python benchmarks/fit_profile.py --ops 12 --max-docs 1600 --max-epochs 1 --params '{"precision": "fp32"}'
 """
 
 import argparse
@@ -140,6 +147,34 @@ def count_reads(X, y, params):
     return counts["reads"], counts["steps"]
 
 
+# Operators that are matrix products, as torch.profiler names them on the CPU.
+MATRIX_PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_addmm_activation"}
+
+
+def operator_kind(name):
+    """Which of three groups a profiled operator belongs to."""
+    if name in MATRIX_PRODUCTS or name.startswith(("mkldnn::_linear", "quantized::linear")):
+        return "matrix products"
+    if "scaled_dot_product" in name:
+        return "fused attention"
+    return "everything else"
+
+
+def operator_shares(X, y, params, top):
+    """Fit once more under ``torch.profiler``; self CPU time per operator group and the ``top`` operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from skattn import AttentionClassifier
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        AttentionClassifier(**params).fit(X, y)
+    operators = [(event.key, event.self_cpu_time_total / 1e6) for event in profiler.key_averages()]
+    groups = defaultdict(float)
+    for name, seconds in operators:
+        groups[operator_kind(name)] += seconds
+    return dict(groups), sorted(operators, key=lambda operator: -operator[1])[:top]
+
+
 def profile_predict(clf, texts, repeats=3):
     """Seconds of ``predict_proba(texts)`` and of its host steps, each the best of ``repeats`` calls."""
     from skattn._ngrams import transform_ngrams
@@ -167,6 +202,9 @@ def main():
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--count-reads", action="store_true", help="also count value reads per optimizer step (a second, untimed fit)")
     parser.add_argument("--predict", action="store_true", help="also split predict_proba on the evaluation documents into host steps and the model")
+    parser.add_argument("--ops", type=int, metavar="N", default=0,
+                        help="also fit once more under torch.profiler and print the self CPU time of matrix products, "
+                             "fused attention and everything else, and the N costliest operators (CPU only)")
     args = resolve_quick(parser.parse_args())
     split = load_split(args.dataset, data_dir=args.data_dir, seed=args.seed, max_docs=args.max_docs, max_eval_docs=args.max_eval_docs)
     params = {"random_state": args.seed, **json.loads(args.params)}
@@ -193,6 +231,15 @@ def main():
         print(f"\npredict_proba on {len(split.eval_texts):,} documents (best of 3 calls each)")
         rows = [[step, f"{value:,.3f}", f"{value / total:.1%}"] for step, value in seconds.items()]
         print(format_table(("step", "seconds", "share of predict"), rows, args.markdown, text_columns=(0,)))
+    if args.ops:
+        groups, operators = operator_shares(split.train_texts, split.train_labels, params, args.ops)
+        total = sum(groups.values())
+        print(f"\noperators of a second fit, self CPU time under torch.profiler ({total:,.2f} s in all)")
+        rows = [[group, f"{groups.get(group, 0.0):,.2f}", f"{groups.get(group, 0.0) / total:.1%}"]
+                for group in ("matrix products", "fused attention", "everything else")]
+        print(format_table(("group", "seconds", "share"), rows, args.markdown, text_columns=(0,)))
+        rows = [[name, operator_kind(name), f"{seconds:,.3f}", f"{seconds / total:.1%}"] for name, seconds in operators]
+        print(format_table(("operator", "group", "seconds", "share"), rows, args.markdown, text_columns=(0, 1)))
     if args.count_reads:
         reads, steps = count_reads(split.train_texts, split.train_labels, params)
         print(f"\nvalue reads in the training loop (each waits for a GPU): {reads:,} in {steps:,} optimizer steps "
