@@ -16,7 +16,7 @@ import skattn
 from skattn import AttentionClassifier
 from skattn._ngram_counts import lookup_of
 from skattn._ngrams import (
-    MAX_NGRAM_FEATURES, WordNgrams, fit_ngram_vectorizer, fitted_ngram_range, resolve_ngram_range,
+    MAX_NGRAM_FEATURES, WordNgrams, _word_pattern, fit_ngram_vectorizer, fitted_ngram_range, resolve_ngram_range,
     restore_ngram_vectorizer, transform_ngrams, written_without_spaces,
 )
 from skattn.datasets import load_r8
@@ -51,8 +51,6 @@ def test_words_split_as_the_tokenizer_splits_them():
 def test_ascii_text_splits_as_the_unicode_patterns_split_it(marks, lowercase):
     # ASCII documents take shorter patterns; every ASCII character, in random
     # runs, must give the words the Unicode patterns give.
-    from skattn._ngrams import _word_pattern
-
     analyzer = WordNgrams((1, 1), lowercase=lowercase, marks=marks)
     rng = np.random.default_rng(0)
     alphabet = np.array([chr(point) for point in range(128)] + [" ", "a", "Z", "7", "_"] * 8)
