@@ -31,6 +31,11 @@ from .onnx import FORMAT_VERSION
 # max reduction needs 18).
 OPSET = 18
 
+# The largest size any dynamic axis of the graph may take. PyTorch 2.6 and 2.7
+# refuse to export an axis left unbounded (a guard against sys.maxsize fails),
+# and no batch comes near this one.
+AXIS_MAX = 2**31 - 2
+
 
 class ExportedGraph(nn.Module):
     """A fitted model in operations that export to ONNX, on whole batches of documents.
@@ -95,12 +100,13 @@ def export(estimator, path):
     vectorizer = estimator.ngram_vectorizer_ if is_classifier else None
     graph = ExportedGraph(model, estimator.config_.pooling).eval()
     inputs, names = _example_inputs(with_ngrams=vectorizer is not None)
-    windows, width = torch.export.Dim("windows", min=1), torch.export.Dim("width", min=1)
-    entries = torch.export.Dim("ngram_entries", min=1)
+    windows, width, entries, documents = (
+        torch.export.Dim(name, min=1, max=AXIS_MAX) for name in ("windows", "width", "ngram_entries", "documents")
+    )
     dynamic = {
         "ids": {0: windows, 1: width},
         "owner": {0: windows},
-        "documents": {0: torch.export.Dim("documents", min=1)},
+        "documents": {0: documents},
         "ngram_indices": {0: entries},
         "ngram_rows": {0: entries},
         "ngram_weights": {0: entries},
