@@ -31,10 +31,10 @@ from .onnx import FORMAT_VERSION
 # max reduction needs 18).
 OPSET = 18
 
-# The largest size any dynamic axis of the graph may take. PyTorch 2.6 and 2.7
-# refuse to export an axis left unbounded (a guard against sys.maxsize fails),
-# and no batch comes near this one.
-AXIS_MAX = 2**31 - 2
+# The largest size any dynamic axis of the graph may take: the largest int32, far
+# beyond any batch. PyTorch 2.6 and 2.7 refuse to export an axis left unbounded
+# (a guard against sys.maxsize fails).
+AXIS_MAX = 2**31 - 1
 
 
 class ExportedGraph(nn.Module):

@@ -152,7 +152,8 @@ def test_a_foreign_onnx_file_is_refused(tmp_path):
         [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
     )
     path = tmp_path / "identity.onnx"
-    # IR version 10, as skattn writes: the newest onnx defaults to one that older runtimes cannot read.
+    # IR version 10, which every onnxruntime the onnx extra allows reads: the newest onnx
+    # writes a newer one by default, which older runtimes refuse before skattn looks.
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)], ir_version=10)
     onnx.save(model, path)
     with pytest.raises(ValueError, match="is not an ONNX model exported by skattn"):
