@@ -57,15 +57,18 @@ class Targets:
         ------
         ValueError
             If ``y`` is None, has another length than the documents, mixes
-            strings and numbers, holds NaN or continuous values, or has fewer
-            than 2 classes.
+            strings and numbers, holds a missing label (None, NaN, pandas'
+            NA), an infinite or continuous value, or has fewer than 2 classes.
         """
         if y is None:
             raise ValueError(f"{estimator} requires y to be passed, but the target y is None.")
         y = y.to_numpy() if hasattr(y, "iloc") else y
         if not isinstance(y, np.ndarray) or y.dtype == object:
-            _check_one_label_type(y)
+            _check_one_label_type(y, allow_unlabeled)
         y = np.asarray(y)
+        if y.dtype.kind in "fc":
+            # Before scikit-learn's target checks, whose cast of NaN to int warns.
+            _check_finite(y, allow_unlabeled and y.ndim == 1)
         if y.ndim == 2 and y.shape[1] > 1:
             if not allow_multilabel:
                 raise ValueError(f"y must be 1-D class labels, got an array of shape {y.shape}.")
@@ -108,11 +111,14 @@ class Targets:
         return cls(y, np.arange(n_labels), np.ones(len(y), dtype=bool), encoded, multilabel=True)
 
 
-def _check_one_label_type(y):
-    """Refuse a y that mixes strings and numbers, which NumPy would turn into strings."""
+def _check_one_label_type(y, allow_unlabeled):
+    """Refuse missing labels, and a y that mixes strings and numbers, which NumPy would turn into strings."""
     values = np.asarray(y, dtype=object)
     if values.ndim != 1:
         return
+    missing = next((i for i, value in enumerate(values) if _is_missing(value)), None)
+    if missing is not None:
+        raise _missing_label_error(f"element {missing}", values[missing], allow_unlabeled)
     is_string = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
     if is_string.any() and not is_string.all():
         first_string, first_other = np.argmax(is_string), np.argmin(is_string)
@@ -123,8 +129,41 @@ def _check_one_label_type(y):
         )
 
 
+def _check_finite(y, allow_unlabeled):
+    """Refuse NaN (a missing label) and infinite values in a numeric y."""
+    bad = ~np.isfinite(y)
+    if not bad.any():
+        return
+    position = tuple(int(i) for i in np.argwhere(bad)[0])
+    where = f"element {position[0]}" if len(position) == 1 else f"row {position[0]}, column {position[1]}"
+    value = y[position]
+    if np.isnan(value):
+        raise _missing_label_error(where, value.item(), allow_unlabeled)
+    raise ValueError(f"y holds an infinite value ({where} is {value.item()!r}); labels must be finite.")
+
+
+def _missing_label_error(where, value, allow_unlabeled):
+    hint = "Leave those documents out"
+    if allow_unlabeled:
+        hint += (
+            ", or label them -1 in an integer y: unlabeled documents train the tokenizer (and "
+            "pretrain `encoder`), not the classification"
+        )
+    return ValueError(f"y has a missing label ({where} is {value!r}). {hint}.")
+
+
 def _check_length(n_labels, n_documents):
     if n_labels != n_documents:
         raise ValueError(
             f"X and y have inconsistent lengths: {n_documents} documents and {n_labels} labels."
         )
+
+
+def _is_missing(value):
+    """Whether a label is None, NaN or pandas' NA."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # True for NaN only
+    except TypeError:
+        return True  # pandas.NA, whose comparisons give NA, which refuses bool()

@@ -7,6 +7,7 @@ train or might train work on their own estimator or on a deep copy).
 
 import copy
 import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -259,16 +260,42 @@ def test_mixed_label_types_supervised_encoder():
         AttentionEncoder(**FAST).fit(X4, ["a", 1, "b", 2])
 
 
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        ([0.0, 1.0, float("nan"), 1.0], "y has a missing label (element 2 is nan). Leave those documents out, or label them -1"),
+        (["a", "b", None, "a"], "y has a missing label (element 2 is None)."),
+        (np.array([0.0, 1.0, np.nan, 1.0]), "y has a missing label (element 2 is nan)."),
+        ([0.0, 1.0, float("inf"), 1.0], "y holds an infinite value (element 2 is inf); labels must be finite."),
+        (np.array([[0, 1], [1, 0], [1, np.nan], [1, 1]]), "y has a missing label (row 2, column 1 is nan). Leave those documents out."),
+    ],
+    ids=["nan-in-list", "none-in-list", "nan-in-array", "inf", "nan-in-indicator"],
+)
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])
-def test_nan_label(method):
-    y = [0.0, 1.0, float("nan"), 1.0]
+def test_missing_or_infinite_label(method, y, message):
     model = AttentionClassifier(**FAST)
-    with pytest.raises(ValueError):
-        if method == "fit":
-            model.fit(X4, y)
-        else:
-            model.partial_fit(X4, y, classes=[0.0, 1.0])
+    # The error alone tells the user: no RuntimeWarning from a cast of NaN before it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            if method == "fit":
+                model.fit(X4, y)
+            else:
+                model.partial_fit(X4, y, classes=[0.0, 1.0] if np.ndim(y) == 1 else [0, 1])
     assert not hasattr(model, "model_")
+
+
+def test_missing_label_pandas():
+    pd = pytest.importorskip("pandas")
+    for y in (pd.Series(["a", None, "b", "a"], dtype="category"), pd.Series(["a", pd.NA, "b", "a"], dtype="string")):
+        with pytest.raises(ValueError, match=r"y has a missing label \(element 1 is "):
+            AttentionClassifier(**FAST).fit(X4, y)
+
+
+def test_missing_label_encoder_hint():
+    # The encoder takes no unlabeled documents in y, so the hint stops short of -1.
+    with pytest.raises(ValueError, match=r"^y has a missing label \(element 1 is None\)\. Leave those documents out\.$"):
+        AttentionEncoder(**FAST).fit(X4, ["a", None, "b", "a"])
 
 
 @pytest.mark.parametrize("n_labels", [3, 5])
