@@ -25,7 +25,7 @@ from ._ngram_path import NgramPath, rename_legacy_weights
 from ._ngrams import NgramFeatures, fit_ngram_vectorizer, transform_ngrams, written_without_spaces
 from ._settle import settle as settle_by_ngrams
 from ._shortcut import encoder_logit_bounds, rounding_allowance
-from ._targets import Targets
+from ._targets import Targets, check_classes
 from ._text import check_documents
 
 # encoder_logit_scale="auto": the encoder's weight in the sum of the two paths'
@@ -290,7 +290,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         if not fitted and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         if classes is not None:
-            classes = np.unique(np.asarray(classes))
+            classes = check_classes(classes)
             if fitted and not np.array_equal(classes, self.classes_):
                 raise ValueError(
                     f"classes={classes.tolist()} differs from the classes of the first call to "

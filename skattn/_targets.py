@@ -119,11 +119,34 @@ def _check_one_label_type(y, allow_unlabeled):
     missing = next((i for i, value in enumerate(values) if _is_missing(value)), None)
     if missing is not None:
         raise _missing_label_error(f"element {missing}", values[missing], allow_unlabeled)
+    _check_not_mixed(values, "y")
+
+
+def check_classes(classes):
+    """Validate ``partial_fit``'s ``classes`` and return them sorted and unique.
+
+    Raises
+    ------
+    ValueError
+        If ``classes`` is not 1-D, holds a missing (None, NaN, pandas' NA)
+        or infinite value, or mixes strings and numbers.
+    """
+    values = np.asarray(classes, dtype=object)
+    if values.ndim != 1:
+        raise ValueError(f"classes must be a 1-D list of labels, got an array of shape {values.shape}.")
+    for i, value in enumerate(values):
+        if _is_missing(value) or (isinstance(value, (float, np.floating)) and np.isinf(value)):
+            raise ValueError(f"classes holds {value!r} at element {i}; every class must be a finite label.")
+    _check_not_mixed(values, "classes")
+    return np.unique(np.asarray(classes))
+
+
+def _check_not_mixed(values, name):
     is_string = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
     if is_string.any() and not is_string.all():
         first_string, first_other = np.argmax(is_string), np.argmin(is_string)
         raise ValueError(
-            f"y mixes label types (string and number): element {first_string} is "
+            f"{name} mixes label types (string and number): element {first_string} is "
             f"{values[first_string]!r}, element {first_other} is {values[first_other]!r}. "
             f"Use labels of one type."
         )

@@ -298,6 +298,23 @@ def test_missing_label_encoder_hint():
         AttentionEncoder(**FAST).fit(X4, ["a", None, "b", "a"])
 
 
+@pytest.mark.parametrize(
+    "classes, message",
+    [
+        ([0, 1, float("nan")], "classes holds nan at element 2; every class must be a finite label."),
+        ([0, None, 1], "classes holds None at element 1; every class must be a finite label."),
+        ([0, 1, float("inf")], "classes holds inf at element 2; every class must be a finite label."),
+        ([0, "1"], "classes mixes label types (string and number): element 1 is '1', element 0 is 0."),
+        ([[0, 1]], "classes must be a 1-D list of labels, got an array of shape (1, 2)."),
+    ],
+)
+def test_partial_fit_refuses_bad_classes(classes, message):
+    model = AttentionClassifier(**FAST)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model.partial_fit(X4, [0, 1, 0, 1], classes=classes)
+    assert not hasattr(model, "model_")
+
+
 @pytest.mark.parametrize("n_labels", [3, 5])
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])
 def test_wrong_length_y(method, n_labels):
