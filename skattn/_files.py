@@ -1,8 +1,10 @@
 """Writing a file so that readers see the old one or the complete new one, never a part."""
 
 import contextlib
+import errno
 import os
-import tempfile
+import secrets
+import stat
 
 
 @contextlib.contextmanager
@@ -10,20 +12,79 @@ def atomic_file(path):
     """Open a temporary binary file beside ``path``; on success, rename it to ``path``.
 
     The data is flushed to disk before the rename. If the block raises, the
-    temporary file is removed and ``path`` is left as it was.
+    temporary file is removed and ``path`` is left as it was. The new file
+    gets the permissions of the file it replaces, or those ``open`` would
+    give (the process's umask applied). A symbolic link is followed, so the
+    link stays and its target is replaced. Where ``path`` is a device or a
+    pipe (``/dev/null``, ``/dev/stdout``), which cannot be replaced, the
+    data is written to it directly.
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
+
+    Raises
+    ------
+    OSError
+        As ``open`` would raise it, naming ``path``: the folder is missing
+        or read-only, ``path`` is a directory or empty, the disk is full.
     """
-    path = os.fspath(path)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".skattn-", suffix=".tmp")
+    path = os.fsdecode(os.fspath(path))
+    if not path:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    target = os.path.realpath(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as error:
+        raise _naming(error, path) from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if mode is not None and not stat.S_ISREG(mode):
+        with _reported_as(path):
+            file = open(target, "wb")
+        with file:
+            yield file
+        return
+    with _reported_as(path):
+        handle, temporary = _create_beside(target)
     try:
         with os.fdopen(handle, "wb") as file:
+            if mode is not None:  # the replaced file's permissions, not open's
+                os.chmod(temporary, stat.S_IMODE(mode))
             yield file
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        with _reported_as(path):
+            os.replace(temporary, target)
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def _create_beside(target):
+    """A new file in ``target``'s folder, created like ``open`` would (umask applied): (fd, path)."""
+    folder = os.path.dirname(target)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = os.path.join(folder, f".skattn-{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(temporary, flags, 0o666), temporary
+        except FileExistsError:
+            continue
+
+
+@contextlib.contextmanager
+def _reported_as(path):
+    """Re-raise an OSError so that it names ``path``, not a temporary file beside it."""
+    try:
+        yield
+    except OSError as error:
+        raise _naming(error, path) from None
+
+
+def _naming(error, path):
+    if error.errno is None:
+        return error
+    return type(error)(error.errno, error.strerror or os.strerror(error.errno), path)

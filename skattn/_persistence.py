@@ -212,21 +212,25 @@ def load(path):
         If the file is not a complete skattn model file of a known format,
         or a part does not match its recorded checksum.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))
     try:
         with zipfile.ZipFile(path) as archive:
             manifest = _read_json(archive, MANIFEST, None, path)
             _check_format(manifest, path)
             estimator = _read_estimator(archive, "", manifest, path)
+            versions = manifest["versions"]
+            if not isinstance(versions, dict):
+                raise TypeError(f"its versions are a {type(versions).__name__}, not an object")
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise ModelFileError(f"{path!r} is not a readable skattn model file: {error}") from error
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+    # The manifest is not covered by a checksum: any part of it may have the wrong type.
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as error:
         raise ModelFileError(f"{path!r} is not a valid skattn model file: {error}") from error
-    warn_if_versions_differ(manifest["versions"], what=f"The model file {path!r}")
+    warn_if_versions_differ(versions, what=f"The model file {path!r}")
     return estimator
 
 

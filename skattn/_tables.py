@@ -10,6 +10,7 @@ import contextlib
 import csv
 import gzip
 import json
+import math
 import os
 from numbers import Real
 
@@ -100,10 +101,12 @@ def _text(value, where, column):
 
 
 def _label(value, where, column):
-    if value is None or value == "":
+    if value is None or value == "" or (isinstance(value, Real) and math.isnan(value)):
         raise TableError(f"{where}: the label in column {column!r} is empty or missing.")
     if not isinstance(value, (str, Real)):
         raise TableError(f"{where}: the label in column {column!r} is not a string or a number: {value!r}.")
+    if isinstance(value, Real) and math.isinf(value):
+        raise TableError(f"{where}: the label in column {column!r} is not a finite number: {value!r}.")
     return value
 
 
@@ -167,16 +170,21 @@ def _split_rows(path, columns, header, rows):
 def _csv_rows(path, columns, header):
     previous = csv.field_size_limit(_FIELD_SIZE_LIMIT)
     try:
-        reader = csv.reader(line for _, line in _lines(path))
+        # strict: a stray quote is an error, not a field that runs on to the end of the file.
+        reader = csv.reader((line for _, line in _lines(path)), strict=True)
 
         def numbered():
             while True:
+                first_line = reader.line_num + 1
                 try:
                     fields = next(reader)
                 except StopIteration:
                     return
                 except csv.Error as error:
-                    raise TableError(f"{path}, line {reader.line_num}: malformed CSV: {error}.") from None
+                    hint = ""
+                    if reader.line_num > first_line:
+                        hint = f" (the row begins on line {first_line}: is a quote there left open?)"
+                    raise TableError(f"{path}, line {reader.line_num}: malformed CSV: {error}{hint}.") from None
                 yield reader.line_num, fields
 
         yield from _split_rows(path, columns, header, numbered())

@@ -8,6 +8,7 @@ the subcommands that need it, so that ``skattn --help`` answers at once.
 import argparse
 import codecs
 import csv
+import io
 import json
 import os
 import sys
@@ -52,7 +53,9 @@ def main(argv=None):
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            return args.handler(args)
+            status = args.handler(args)
+        sys.stdout.flush()  # a full disk behind a redirect is reported now, not at exit
+        return status
     except _UsageError as error:
         args.subparser.error(str(error))
     except (CommandError, TableError) as error:
@@ -69,6 +72,10 @@ def main(argv=None):
         )
         return 1
     except BrokenPipeError:  # stdout piped into a reader that stopped, such as head
+        _silence_stdout()
+        return 1
+    except OSError as error:  # e.g. stdout redirected to a full disk
+        print(f"skattn: error: {error}", file=sys.stderr)
         _silence_stdout()
         return 1
 
@@ -228,7 +235,7 @@ def _save(estimator, path):
     try:
         estimator.save(path)
     except OSError as error:
-        raise CommandError(f"cannot write the model file {path}: {error}") from None
+        raise CommandError(f"cannot write the model file {path}: {error.strerror or error}") from None
 
 
 @contextmanager
@@ -236,23 +243,54 @@ def _output(path, mode="w"):
     """``path`` opened for writing, or stdout when it is None.
 
     Text goes out as UTF-8 either way, so labels in any script survive a
-    console or a redirect whose own encoding cannot hold them.
+    console or a redirect whose own encoding cannot hold them. A file is
+    written atomically: if writing fails, an earlier file at ``path`` stays
+    as it was.
     """
     if path is None:
         stdout_bytes = getattr(sys.stdout, "buffer", None)
         if stdout_bytes is None:  # a stream that only takes text (a notebook's)
             yield sys.stdout
             return
+        # A failed write here (a full disk behind a redirect) reaches main's OSError branch.
         sys.stdout.flush()  # what was printed before comes first
         yield stdout_bytes if "b" in mode else codecs.getwriter("utf-8")(stdout_bytes)
         stdout_bytes.flush()
         return
+    from ._files import atomic_file
+
+    with _write_errors(path), atomic_file(path) as file:
+        if "b" in mode:
+            yield file
+            return
+        text = io.TextIOWrapper(file, encoding="utf-8", newline="")
+        yield text
+        text.flush()
+        text.detach()  # atomic_file closes the file
+
+
+@contextmanager
+def _write_errors(where):
+    """Report a failed write (a full disk, a read-only folder) as a CommandError naming ``where``."""
     try:
-        file = open(path, mode, **({"newline": "", "encoding": "utf-8"} if "b" not in mode else {}))
+        yield
     except OSError as error:
-        raise CommandError(f"cannot write {path}: {error}") from None
-    with file:
-        yield file
+        raise CommandError(f"cannot write {where}: {error.strerror or error}") from None
+
+
+def _check_output_path(path, what):
+    """Refuse, before any work, a path that ``atomic_file`` could not write to."""
+    if path == "":
+        raise CommandError(f"cannot write the {what}: the output path is empty.")
+    if os.path.isdir(path):
+        raise CommandError(f"cannot write the {what} {path}: it is a directory.")
+    folder = os.path.dirname(os.path.realpath(path))
+    if not os.path.isdir(folder):
+        raise CommandError(f"cannot write the {what} {path}: no folder {folder}.")
+    if os.path.exists(path) and not os.path.isfile(path):
+        return  # a device or a pipe, written directly
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CommandError(f"cannot write the {what} {path}: the folder {folder} is not writable.")
 
 
 # -- train ----------------------------------------------------------------------------
@@ -263,9 +301,7 @@ def _train(args):
 
     params = _classifier_params(args.param)
     params.setdefault("verbose", 0 if args.quiet else 1)
-    folder = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(folder):  # found now rather than after training
-        raise CommandError(f"cannot write the model file {args.output}: no folder {folder}.")
+    _check_output_path(args.output, "model file")  # found now rather than after training
     texts, labels = _read(args, labels=True)
     classifier = AttentionClassifier(**params)
     try:
@@ -367,7 +403,10 @@ def _evaluate(args):
     order = [label for label in known if label in present] + sorted(present - set(known))
     accuracy = accuracy_score(y_true, y_pred)
     macro_f1 = f1_score(y_true, y_pred, labels=order, average="macro", zero_division=0)
-    matrix = confusion_matrix(y_true, y_pred, labels=order)
+    with warnings.catch_warnings():
+        # scikit-learn warns of a single label even when given the labels, as here.
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        matrix = confusion_matrix(y_true, y_pred, labels=order)
     if args.json:
         report = classification_report(y_true, y_pred, labels=order, output_dict=True, zero_division=0)
         result = {
@@ -473,6 +512,8 @@ def _demo(args):
     from ._classifier import AttentionClassifier
     from .datasets import load_r8
 
+    if args.output is not None:
+        _check_output_path(args.output, "model file")  # found now rather than after training
     X_train, y_train, X_test, y_test = load_r8()
     print(f"R8: {len(X_train)} training and {len(X_test)} test documents, {len(set(y_train))} topics")
 
@@ -510,6 +551,8 @@ def _serve(args):
         from .serve import run
     except ImportError:
         raise CommandError(_SERVE_EXTRA) from None
+    from sklearn.exceptions import NotFittedError
+
     from ._persistence import ModelFileError
 
     if not os.path.isfile(args.model):
@@ -518,6 +561,8 @@ def _serve(args):
         run(args.model, host=args.host, port=args.port, max_texts=args.max_texts, max_text_chars=args.max_text_chars)
     except ModelFileError as error:
         raise CommandError(str(error)) from None
+    except NotFittedError:
+        raise CommandError(f"{args.model} holds an unfitted model; train it before serving it.") from None
     except ImportError as error:  # run imports uvicorn only when called
         raise CommandError(f"{_SERVE_EXTRA} ({error})") from None
     return 0

@@ -16,6 +16,7 @@ for documents whose class the n-gram path settles alone.
 """
 
 import base64
+import errno
 import json
 import os
 
@@ -46,15 +47,30 @@ def load(path, *, providers=None, threads=None):
     Returns
     -------
     predictor : OnnxClassifier or OnnxEncoder
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError
+        If ``path`` is not a file.
+    ValueError
+        If the file is not an ONNX model, was not exported by skattn, or by
+        a newer skattn.
     """
     import onnxruntime
 
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(path))
     options = onnxruntime.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(
-        os.fspath(path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
-    )
+    try:
+        session = onnxruntime.InferenceSession(
+            os.fspath(path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
+        )
+    except _invalid_model_errors(onnxruntime) as error:
+        raise ValueError(f"{os.fspath(path)!r} is not an ONNX model ({error}).") from None
     metadata = session.get_modelmeta().custom_metadata_map
     version = metadata.get("skattn.format_version")
     if version is None:
@@ -64,6 +80,12 @@ def load(path, *, providers=None, threads=None):
     if metadata["skattn.class"] != "AttentionClassifier":
         return OnnxEncoder(session, metadata)
     return OnnxClassifier(session, metadata, path=path)
+
+
+def _invalid_model_errors(onnxruntime):
+    """ONNX Runtime's exception types for a file that is not a loadable model."""
+    state = getattr(getattr(onnxruntime, "capi", None), "onnxruntime_pybind11_state", None)
+    return tuple(getattr(state, name) for name in ("InvalidProtobuf", "InvalidGraph") if hasattr(state, name))
 
 
 # Execution providers that run the graph's final LayerNorm and head in float32 (or TF32).
@@ -211,8 +233,18 @@ class OnnxClassifier(_OnnxPredictor):
         return scores
 
     def decision_function(self, X):
-        """Class scores (logits), shape (n_documents, n_classes)."""
-        return self._run(X)
+        """Class scores, as ``AttentionClassifier.decision_function`` gives them.
+
+        Returns
+        -------
+        scores : numpy.ndarray of shape (n_documents,) or (n_documents, n_classes)
+            For two classes, the log-odds of ``classes_[1]``; otherwise one
+            logit per class (per label if multilabel).
+        """
+        logits = self._run(X)
+        if len(self.classes_) == 2 and not self.multilabel:
+            return logits[:, 1] - logits[:, 0]
+        return logits
 
     def predict_proba(self, X):
         """Class probabilities (independent sigmoids for multilabel models)."""

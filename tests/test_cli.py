@@ -5,9 +5,11 @@ so only its ``--help`` is run here.
 """
 
 import csv
+import errno
 import gzip
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -279,6 +281,9 @@ BAD_FILES = {
     "empty_text.csv": ("label,text\na,x\nb,\n", ["line 3", "empty"]),
     "short_row.csv": ("label,text\na,x\nb\n", ["line 3", "'text'"]),
     "null_text.jsonl": ('{"label": "a", "text": null}\n', ["line 1", "empty"]),
+    "nan_label.jsonl": ('{"label": NaN, "text": "x"}\n', ["line 1", "label", "empty or missing"]),
+    "infinite_label.jsonl": ('{"label": Infinity, "text": "x"}\n', ["line 1", "not a finite number"]),
+    "stray_quote.csv": ('label,text\na,x\nb,"y\nc,z\n', ["line 4", "begins on line 3", "quote"]),
     "unknown.txt": ("a,b\n", [".csv"]),
 }
 
@@ -299,6 +304,53 @@ def test_a_bad_data_file_is_an_error_naming_file_and_line(name, tmp_path, capsys
 def test_a_model_path_in_a_missing_folder_is_an_error_before_training(data, tmp_path, capsys):
     status, _, err = run(["train", data["csv"], "-o", str(tmp_path / "no" / "m.skattn"), *TINY_PARAMS], capsys)
     assert status == 1 and "cannot write the model file" in err and "epoch" not in err
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [("", "the output path is empty"), (".", "it is a directory")],
+)
+def test_an_unusable_model_path_is_an_error_before_training(data, tmp_path, monkeypatch, capsys, output, message):
+    monkeypatch.chdir(tmp_path)
+    status, _, err = run(["train", data["csv"], "-o", output, *TINY_PARAMS], capsys)
+    assert status == 1 and message in err and "epoch" not in err
+    assert os.listdir(tmp_path) == [] and not any(name.endswith(".tmp") for name in os.listdir(tmp_path.parent))
+
+
+def test_demo_checks_its_model_path_before_loading_r8(tmp_path, monkeypatch, capsys):
+    import skattn.datasets
+
+    monkeypatch.setattr(skattn.datasets, "load_r8", lambda: pytest.fail("loaded R8 before checking -o"))
+    status, _, err = run(["demo", "-o", str(tmp_path / "no" / "r8.skattn")], capsys)
+    assert status == 1 and "no folder" in err
+
+
+def test_a_failed_write_is_an_error_and_keeps_the_earlier_file(model, data, tmp_path, monkeypatch, capsys):
+    output = tmp_path / "predictions.csv"
+    output.write_text("an earlier file\n")
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    status, _, err = run(["predict", model, data["csv"], "--proba", "-o", str(output)], capsys)
+    assert (status, err) == (1, f"skattn: error: cannot write {output}: No space left on device\n")
+    assert output.read_text() == "an earlier file\n" and os.listdir(tmp_path) == ["predictions.csv"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_output_to_a_full_disk_is_an_error_without_a_traceback(model, data):
+    command = [sys.executable, "-m", "skattn", "predict", model, data["csv"]]
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr == "skattn: error: [Errno 28] No space left on device\n"
+
+
+def test_evaluate_on_a_single_label_prints_no_warning(model, tmp_path, capsys):
+    path = write_csv(tmp_path / "one.csv", [(LABELS[0], TEXTS[0])])
+    status, out, err = run(["evaluate", model, path], capsys)
+    assert status == 0 and "accuracy" in out and err == ""
 
 
 def test_a_missing_data_file_is_an_error(model, tmp_path, capsys):
@@ -362,6 +414,15 @@ def test_serve_passes_its_options_to_serve_run(model, monkeypatch, capsys):
     status, _, _ = run(["serve", model, "--port", "9001", "--max-texts", "5"], capsys)
     assert status == 0
     assert calls == [(model, dict(host="127.0.0.1", port=9001, max_texts=5, max_text_chars=100_000))]
+
+
+def test_serve_refuses_an_unfitted_model_without_a_traceback(tmp_path, capsys):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    path = tmp_path / "unfitted.skattn"
+    AttentionClassifier(**TINY).save(path)
+    status, _, err = run(["serve", str(path)], capsys)
+    assert (status, err) == (1, f"skattn: error: {path} holds an unfitted model; train it before serving it.\n")
 
 
 def test_serve_without_the_extra_says_how_to_install_it(model, monkeypatch, capsys):

@@ -2,8 +2,10 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
+import threading
 import warnings
 import zipfile
 
@@ -118,6 +120,21 @@ def _unknown_class(data):
     return json.dumps(manifest).encode()
 
 
+def _manifest_changed(**changes):
+    """A change of manifest.json, which no checksum covers: None removes a key."""
+
+    def change(data):
+        manifest = json.loads(data)
+        for key, value in changes.items():
+            if value is None:
+                manifest.pop(key)
+            else:
+                manifest[key] = value
+        return json.dumps(manifest).encode()
+
+    return change
+
+
 @pytest.mark.parametrize(
     "damage, match",
     [
@@ -127,8 +144,13 @@ def _unknown_class(data):
         (lambda p: _rewrite(p, "manifest.json", _unknown_class), "unknown estimator class 'os.system'"),
         (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a readable skattn model file"),
         (lambda p: p.write_bytes(b""), "not a readable skattn model file"),
+        (lambda p: _rewrite(p, "manifest.json", _manifest_changed(versions=None)), "not a valid skattn model file: 'versions'"),
+        (lambda p: _rewrite(p, "manifest.json", _manifest_changed(versions=[])), "its versions are a list, not an object"),
+        (lambda p: _rewrite(p, "manifest.json", _manifest_changed(params=[])), "not a valid skattn model file"),
+        (lambda p: _rewrite(p, "manifest.json", _manifest_changed(fitted="yes")), "not a valid skattn model file"),
     ],
-    ids=["weights", "tokenizer", "newer format", "unknown class", "truncated", "empty"],
+    ids=["weights", "tokenizer", "newer format", "unknown class", "truncated", "empty", "no versions",
+         "versions a list", "params a list", "fitted a string"],
 )
 def test_damaged_or_foreign_files_raise_model_file_error(fitted_classifier, tmp_path, damage, match):
     path = tmp_path / "model.skattn"
@@ -153,6 +175,81 @@ def test_save_replaces_a_file_atomically(fitted_classifier, fitted_encoder, tmp_
     fitted_classifier.save(path)
     assert isinstance(skattn.load(path), AttentionClassifier)
     assert os.listdir(tmp_path) == ["model.skattn"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_save_gives_the_permissions_open_would_and_keeps_those_of_a_replaced_file(fitted_classifier, tmp_path):
+    umask = os.umask(0o027)
+    try:
+        fitted_classifier.save(tmp_path / "new.skattn")
+    finally:
+        os.umask(umask)
+    assert oct(os.stat(tmp_path / "new.skattn").st_mode & 0o777) == oct(0o640)
+    replaced = tmp_path / "replaced.skattn"
+    replaced.write_bytes(b"an older file")
+    os.chmod(replaced, 0o604)
+    fitted_classifier.save(replaced)
+    assert oct(os.stat(replaced).st_mode & 0o777) == oct(0o604)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or os.name != "posix", reason="symbolic links")
+def test_save_through_a_symbolic_link_replaces_its_target(fitted_classifier, fitted_encoder, tmp_path):
+    target, link = tmp_path / "v1.skattn", tmp_path / "current.skattn"
+    fitted_encoder.save(target)
+    link.symlink_to(target.name)
+    fitted_classifier.save(link)
+    assert link.is_symlink() and isinstance(skattn.load(target), AttentionClassifier)
+    assert sorted(os.listdir(tmp_path)) == ["current.skattn", "v1.skattn"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_pipe_or_device_is_written_to_not_replaced(tmp_path):
+    # What `skattn predict ... -o /dev/stdout` relies on. A named pipe stands in for a device:
+    # run as root, a rename onto /dev/null would replace the device with a file.
+    from skattn._files import atomic_file
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    with atomic_file(pipe) as file:
+        file.write(b"data")
+    reader.join(timeout=30)
+    assert received == [b"data"] and stat.S_ISFIFO(os.stat(pipe).st_mode)
+
+
+def test_a_save_that_cannot_be_made_names_the_path_given(fitted_classifier, tmp_path):
+    cases = [
+        (tmp_path, IsADirectoryError),
+        (tmp_path / "no" / "model.skattn", FileNotFoundError),
+        ("", FileNotFoundError),
+    ]
+    for path, error in cases:
+        with pytest.raises(error) as info:
+            fitted_classifier.save(path)
+        assert info.value.filename == os.fspath(path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_save_keeps_the_earlier_file(fitted_classifier, fitted_encoder, tmp_path, monkeypatch):
+    path = tmp_path / "model.skattn"
+    fitted_encoder.save(path)
+    before = path.read_bytes()
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        fitted_classifier.save(path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.skattn"]
+
+
+def test_a_bytes_path_loads(fitted_classifier, tmp_path):
+    path = tmp_path / "model.skattn"
+    fitted_classifier.save(os.fsencode(path))
+    assert isinstance(skattn.load(os.fsencode(path)), AttentionClassifier)
 
 
 def test_a_model_saved_on_cuda_loads_without_cuda(tmp_path):

@@ -160,6 +160,28 @@ def test_a_foreign_onnx_file_is_refused(tmp_path):
         skattn.onnx.load(path)
 
 
+def test_a_file_that_is_not_onnx_is_refused(fitted_classifier, tmp_path):
+    path = tmp_path / "model.skattn"
+    fitted_classifier.save(path)
+    with pytest.raises(ValueError, match=r"model\.skattn' is not an ONNX model \("):
+        skattn.onnx.load(path)
+    with pytest.raises(FileNotFoundError):
+        skattn.onnx.load(tmp_path / "absent.onnx")
+    with pytest.raises(IsADirectoryError):
+        skattn.onnx.load(tmp_path)
+
+
+def test_binary_decision_function_is_the_classifiers(tmp_path):
+    labels = [label == 0 for label in TOPIC_LABELS]
+    clf = AttentionClassifier(**dict(TINY, precision="fp32")).fit(TOPIC_TEXTS, labels)
+    clf.to_onnx(tmp_path / "binary.onnx")
+    predictor = skattn.onnx.load(tmp_path / "binary.onnx")
+    scores = predictor.decision_function(TOPIC_TEXTS)
+    assert scores.shape == (len(TOPIC_TEXTS),)
+    np.testing.assert_allclose(scores, clf.decision_function(TOPIC_TEXTS), atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(predictor.predict(TOPIC_TEXTS), clf.predict(TOPIC_TEXTS))
+
+
 def test_unfitted_estimator_cannot_export(tmp_path):
     from sklearn.exceptions import NotFittedError
 
