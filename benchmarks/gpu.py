@@ -287,6 +287,11 @@ def run_suite(timeout):
 # -- report ---------------------------------------------------------------------------
 
 
+def rate(value):
+    """A measured rate as a table cell; blank where that row measured none."""
+    return "" if value is None else f"{value:,.0f}"
+
+
 def report(results, markdown):
     cells = []
     for dataset, result in results["datasets"].items():
@@ -294,11 +299,11 @@ def report(results, markdown):
         best_peer = max(result["peer"].values(), key=lambda peer: peer["tokens_per_s"])
         for label, peer in result["peer"].items():
             cells.append([dataset, f"BERT {label} (loop only)", f"{peer['loop_s']:.1f}", f"{peer['tokens_per_s']:,.0f}",
-                          f"{peer.get('predict_docs_per_s', float('nan')):,.0f}", "", ""])
+                          rate(peer.get("predict_docs_per_s")), "", ""])
         cells.append([dataset, f"skattn default ({own['epochs']} epochs, end to end)", f"{own['fit_s']:.1f}",
                       f"{own['tokens_per_s']:,.0f} ({own['tokens_per_s'] / best_peer['tokens_per_s']:.2f}x best peer)",
-                      f"{own.get('predict_warm_docs_per_s', float('nan')):,.0f}",
-                      f"{own.get('predict_first_docs_per_s', float('nan')):,.0f}",
+                      rate(own.get("predict_warm_docs_per_s")),
+                      rate(own.get("predict_first_docs_per_s")),
                       "" if own["peak_mib"] is None else f"{own['peak_mib']:,.0f}"])
         if "full_model_docs_per_s" in own:
             cells.append([dataset, "skattn decision_function (both paths on every document, warm)", "", "",
