@@ -16,7 +16,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from tokenizers import Tokenizer
 
@@ -44,7 +44,8 @@ class _AttentionBase(BaseEstimator):
 
     _parameter_constraints = {
         "tokenizer": [StrOptions({"wordpiece", "bpe", "unigram"})],
-        "vocab_size": [Interval(Integral, len(SPECIAL_TOKENS) + 1, None, closed="left")],
+        # At least one symbol and its continuation beside the special tokens.
+        "vocab_size": [Interval(Integral, len(SPECIAL_TOKENS) + 2, None, closed="left")],
         "lowercase": ["boolean"],
         "max_length": [Interval(Integral, 8, None, closed="left")],
         "long_text": [StrOptions({"truncate", "chunk"})],
@@ -136,12 +137,22 @@ class _AttentionBase(BaseEstimator):
     def _check_params(self):
         """Validate constructor parameters; raise before any work is done."""
         self._validate_params()
+        for name, constraints in self._parameter_constraints.items():
+            # scikit-learn's Interval(Integral, ...) lets a bool through, as True is an int.
+            integral = any(isinstance(c, Interval) and c.type is Integral for c in constraints)
+            if integral and "boolean" not in constraints and isinstance(getattr(self, name), bool):
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be an int, not a bool; "
+                    f"got {getattr(self, name)!r}."
+                )
         check_callbacks(self.callbacks, type(self).__name__)
         if self.d_model % self.n_heads != 0:
             raise ValueError(
                 f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}."
             )
         resolve_device(self.device)
+        if self.checkpoint_dir is not None and os.path.exists(self.checkpoint_dir) and not os.path.isdir(self.checkpoint_dir):
+            raise ValueError(f"checkpoint_dir={os.fspath(self.checkpoint_dir)!r} is a file, not a directory.")
 
     def _check_sample_weight(self, sample_weight, documents):
         if sample_weight is None:
@@ -154,6 +165,33 @@ class _AttentionBase(BaseEstimator):
     def _warm(self):
         """Whether this fit continues from the fitted model (``warm_start``)."""
         return self.warm_start and hasattr(self, "model_")
+
+    def _check_continued_params(self, how):
+        """Refuse to continue the fitted model (``how``: warm_start or partial_fit) under parameters that describe another.
+
+        A continued fit keeps the fitted model's architecture and tokenizer, so
+        a parameter changed since would otherwise be ignored without a word.
+        """
+        shaping = self._model_shaping_estimator()
+        changed = [
+            f"{name}={getattr(shaping, name)!r} (the fitted model's is {getattr(self.config_, name)!r})"
+            for name in MODEL_SHAPING_PARAMETERS
+            if getattr(shaping, name) != getattr(self.config_, name)
+        ]
+        changed += self._changed_continued_params()
+        if changed:
+            raise ValueError(
+                f"{how} continues the fitted model, which these parameters would change: "
+                f"{', '.join(changed)}. Set them back, or fit a new model (warm_start=False)."
+            )
+
+    def _model_shaping_estimator(self):
+        """The estimator whose parameters built the fitted model: this one."""
+        return self
+
+    def _changed_continued_params(self):
+        """Descriptions of other parameters changed since the model was built (none here)."""
+        return []
 
     # -- fitting helpers -----------------------------------------------------
 
@@ -203,7 +241,11 @@ class _AttentionBase(BaseEstimator):
         return tokenizer, config, TextEncoder(config)
 
     def _encode(self, tokenizer, config, documents):
-        return encode(tokenizer, documents, max_length=config.max_length, chunk=self.long_text == "chunk")
+        return encode(tokenizer, documents, max_length=config.max_length, chunk=self._long_text() == "chunk")
+
+    def _long_text(self):
+        """How documents longer than ``max_length`` are read: ``long_text`` of the estimator that built the model."""
+        return self._model_shaping_estimator().long_text
 
     def _split(self, data, rng, stratify=None):
         """Carve a validation set out of ``data`` when ``early_stopping`` is on.
@@ -222,12 +264,15 @@ class _AttentionBase(BaseEstimator):
             )
         except ValueError as error:
             held_out = int(np.ceil(self.validation_fraction * len(rows)))
-            classes = "" if stratify is None else f" stratified over {len(np.unique(stratify))} classes"
+            n_classes = 1 if stratify is None else len(np.unique(stratify))
+            classes = "" if stratify is None else f" stratified over {n_classes} classes"
+            # Each side of a stratified split needs a document of every class.
+            fraction = "a smaller" if len(rows) - held_out < max(held_out, n_classes) else "a larger"
             raise ValueError(
                 f"early_stopping=True cannot hold out validation_fraction="
                 f"{self.validation_fraction} of {len(rows)} training documents ({held_out} "
-                f"documents){classes}: {error} Use a larger validation_fraction, more "
-                f"training documents, or early_stopping=False."
+                f"documents){classes}: {str(error).rstrip('.')}. Use {fraction} validation_fraction, "
+                f"more training documents, or early_stopping=False."
             ) from None
         return data.subset(np.sort(train_rows)), data.subset(np.sort(validation_rows))
 
@@ -316,10 +361,16 @@ class _AttentionBase(BaseEstimator):
         self.fit_precision_ = "fp32" if resolve_precision(self.precision, device) is None else "bf16"
         previous_curve = list(self.loss_curve_) if warm else []
         previous_norms = list(getattr(self, "grad_norm_curve_", [])) if warm else []
-        previous_scores = list(self.validation_scores_ or []) if warm else []
+        previous_scores = self.validation_scores_ if warm else None
+        self.validation_scores_ = None
+        if previous_scores is not None or history.validation_scores is not None:
+            # One score per epoch of loss_curve_: NaN for the epochs of fits that did not validate.
+            previous_scores = list(previous_scores or [])
+            previous_scores = [float("nan")] * (len(previous_curve) - len(previous_scores)) + previous_scores
+            scores = history.validation_scores or [float("nan")] * len(history.loss_curve)
+            self.validation_scores_ = previous_scores + list(scores)
         self.loss_curve_ = previous_curve + history.loss_curve
         self.grad_norm_curve_ = previous_norms + history.grad_norm_curve
-        self.validation_scores_ = None if history.validation_scores is None else previous_scores + history.validation_scores
         self.best_score_ = history.best_score
         self.best_loss_ = history.best_loss
         self.n_iter_ = (self.n_iter_ if warm else 0) + len(history.loss_curve)
@@ -549,6 +600,10 @@ AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 2, 10
 def auto_max_epochs(n_documents):
     """The epochs of ``max_epochs="auto"`` for ``n_documents`` training documents (or sequences)."""
     return int(min(AUTO_EPOCHS_MAX, max(AUTO_EPOCHS_MIN, round(AUTO_EPOCH_DOCUMENTS / max(n_documents, 1)))))
+
+
+# Parameters that shape the fitted model (fields of its config_): a continued fit cannot change them.
+MODEL_SHAPING_PARAMETERS = ("max_length", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "activation", "pooling")
 
 
 # Parameters that steer a run without changing what it learns: a checkpoint

@@ -2,6 +2,7 @@
 
 import copy
 import time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -22,11 +23,11 @@ from ._heads import SequenceClassifier, classification_loss
 from ._loop import TrainingData, to_device, warn_if_not_converged
 from ._model import TextEncoder
 from ._ngram_path import NgramPath, rename_legacy_weights
-from ._ngrams import NgramFeatures, fit_ngram_vectorizer, transform_ngrams, written_without_spaces
+from ._ngrams import NgramFeatures, fit_ngram_vectorizer, fitted_ngram_range, transform_ngrams, written_without_spaces
 from ._settle import settle as settle_by_ngrams
 from ._shortcut import encoder_logit_bounds, rounding_allowance
 from ._targets import Targets, check_classes
-from ._text import check_documents
+from ._text import UNK_ID, check_documents
 
 # encoder_logit_scale="auto": the encoder's weight in the sum of the two paths'
 # logits, chosen on validation splits (benchmarks/README.md). On text written
@@ -100,9 +101,10 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         Han, Hiragana or Katakana characters (where the n-gram path's
         character n-grams hold most of what the encoder learns); both were
         chosen on validation splits (``benchmarks/README.md``). The scale
-        used is ``encoder_logit_scale_``; ``warm_start`` and ``partial_fit``
-        keep the one of the first fit. It does not change how either path
-        is trained. Ignored when ``ngram_range=None``.
+        used is ``encoder_logit_scale_``; with ``"auto"``, ``warm_start``
+        and ``partial_fit`` keep the one in use, a number replaces it. It
+        does not change how either path is trained. Ignored when
+        ``ngram_range=None`` (``encoder_logit_scale_`` is then 1.0).
 
     Attributes
     ----------
@@ -256,6 +258,8 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
                 f"warm_start=True needs the classes of the fitted model {self.classes_.tolist()}; "
                 f"y has {targets.classes.tolist()}."
             )
+        if warm:
+            self._check_continued_params("warm_start=True")
         return self._fit(documents, targets, weights, warm=warm, partial=False)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -286,6 +290,11 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         """
         self._check_params()
         self._check_encoder()
+        if self.resume:
+            raise ValueError(
+                "resume=True continues an interrupted fit; partial_fit keeps its progress in the "
+                "estimator itself, one epoch per call, so there is nothing to resume. Set resume=False."
+            )
         fitted = hasattr(self, "model_")
         if not fitted and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -301,6 +310,8 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             y, len(documents), estimator="AttentionClassifier", classes=self.classes_ if fitted else classes
         )
         weights = self._check_sample_weight(sample_weight, documents)
+        if fitted:
+            self._check_continued_params("partial_fit")
         return self._fit(documents, targets, weights, warm=fitted, partial=True)
 
     def _check_params(self):
@@ -349,10 +360,14 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             tokenizer, config, vectorizer, ngrams, module = self._model_to_train(
                 documents, len(targets.classes), warm=warm, pretrained=pretrained
             )
-            module.to(device).encoder_scale.fill_(self._encoder_logit_scale(documents, module, warm))
+            scale = 1.0 if vectorizer is None else self._encoder_logit_scale(documents, module, warm)
+            module.to(device).encoder_scale.fill_(scale)  # unused without the n-gram path
             rows = np.flatnonzero(targets.labeled)
+            encoded = self._encode(tokenizer, config, [documents[i] for i in rows])
+            if pretrained is not None:
+                _warn_if_mostly_unknown(encoded)
             data = TrainingData(
-                self._encode(tokenizer, config, [documents[i] for i in rows]),
+                encoded,
                 targets=targets.encoded[rows],
                 weights=None if weights is None else weights[rows],
                 features=None if ngrams is None else ngrams.subset(rows),
@@ -602,6 +617,19 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         # The model holds it in float32: its shortest decimal form gives back 0.1, not 0.10000000149.
         return float(str(self.model_.encoder_scale.cpu().numpy()))
 
+    def _model_shaping_estimator(self):
+        """The encoder whose parameters built the fitted model, when one was given, else this estimator."""
+        return self if self.encoder is None else _unfrozen(self.encoder)
+
+    def _changed_continued_params(self):
+        range_now, vectorizer = self.ngram_range, self.ngram_vectorizer_
+        fitted = None if vectorizer is None else fitted_ngram_range(vectorizer)
+        if isinstance(range_now, str) or (range_now is not None and fitted is not None and tuple(range_now) == fitted):
+            return []  # "auto" keeps what the first fit chose
+        if range_now is None and fitted is None:
+            return []
+        return [f"ngram_range={range_now!r} (the fitted model's is {fitted!r})"]
+
     def _encoder_logit_scale(self, documents, module, warm):
         """``encoder_logit_scale``, or for ``"auto"`` the factor that suits ``documents``.
 
@@ -620,6 +648,12 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             return None
         if targets.multilabel:
             raise ValueError("class_weight is not supported with multilabel y.")
+        if isinstance(self.class_weight, dict):
+            for label, weight in self.class_weight.items():
+                if isinstance(weight, bool) or not isinstance(weight, Real) or not np.isfinite(weight) or weight < 0:
+                    raise ValueError(
+                        f"class_weight[{label!r}] is {weight!r}; class weights must be finite, non-negative numbers."
+                    )
         labeled = targets.labels[targets.labeled]
         return compute_class_weight(self.class_weight, classes=targets.classes, y=labeled)
 
@@ -673,6 +707,24 @@ AttentionClassifier.__doc__ = (
     AttentionClassifier.__doc__.replace("%(shared_parameters)s", SHARED_PARAMETERS)
     .replace("%(training_attributes)s", TRAINING_ATTRIBUTES)
 )
+
+
+# Share of [UNK] tokens above which a given encoder's tokenizer is taken to come from other texts.
+UNKNOWN_TOKEN_WARNING_SHARE = 0.1
+
+
+def _warn_if_mostly_unknown(encoded):
+    """Warn when a pretrained encoder's tokenizer reads many tokens of the training texts as [UNK]."""
+    n_tokens = int(encoded.lengths.sum()) - 2 * len(encoded.lengths)  # [CLS] and [SEP] of each window
+    n_unknown = sum(int(np.count_nonzero(np.asarray(window) == UNK_ID)) for window in encoded.windows)
+    if n_tokens > 0 and n_unknown / n_tokens > UNKNOWN_TOKEN_WARNING_SHARE:
+        warnings.warn(
+            f"The encoder's tokenizer reads {n_unknown / n_tokens:.0%} of the tokens of these texts as "
+            f"unknown ([UNK]): it was trained on other texts, so the encoder sees little of them. "
+            f"Pass the encoder unfitted to pretrain it on X, or fit it on texts like these.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _unfrozen(encoder):

@@ -36,6 +36,8 @@ def resolve_device(device):
                 f"device={device!r} is not a valid device: use 'auto', 'cpu', 'cuda' or "
                 f"'cuda:N'."
             ) from error
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r}: skattn trains and predicts on 'cpu' and 'cuda' devices only.")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available.")
     if resolved.type == "cuda" and resolved.index is None:

@@ -93,7 +93,9 @@ SHARED_PARAMETERS = """\
         If True and the estimator is fitted, ``fit`` continues training the
         fitted model (keeping its tokenizer) for ``max_epochs`` more epochs,
         with a new learning-rate schedule; ``loss_curve_`` and ``n_iter_``
-        keep counting.
+        keep counting. A parameter that shapes the model (``max_length``,
+        ``d_model`` through ``pooling``, ``ngram_range``) changed since
+        raises ``ValueError``; so it does for ``partial_fit``.
 
     checkpoint_dir : str, path or None, default=None
         Directory where model, optimizer, schedule and random state are saved
@@ -103,11 +105,14 @@ SHARED_PARAMETERS = """\
         If True and ``checkpoint_dir`` holds a checkpoint of the same fit
         (same data and parameters), training continues from it and ends with
         the same model as an uninterrupted fit; a finished checkpoint returns
-        its final model at once.
+        its final model at once. A checkpoint of another fit (a ``warm_start``
+        fit from other weights included) raises ``ValueError``.
+        ``partial_fit`` refuses ``resume=True``: its progress lives in the
+        estimator.
 
     device : "auto", str or torch.device, default="auto"
-        Where to train and predict. ``"auto"`` uses CUDA when available, else
-        the CPU. A fitted model is stored on the CPU when pickled and moves to
+        Where to train and predict: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        ``"auto"`` uses CUDA when available, else the CPU. A fitted model is stored on the CPU when pickled and moves to
         ``device`` as it is loaded (to the CPU if that device is missing).
 
     precision : {"auto", "fp32", "bf16", "int8"}, default="auto"
@@ -163,6 +168,9 @@ TRAINING_ATTRIBUTES = """\
 
     validation_scores_ : list of float or None
         Validation score after each epoch when ``early_stopping``, else None.
+        Continued fits (``warm_start``, ``partial_fit``) keep one score per
+        epoch of ``loss_curve_``, NaN for the epochs of fits that did not
+        validate.
 
     best_score_ : float or None
         Best validation score when ``early_stopping``, else None.

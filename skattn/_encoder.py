@@ -148,7 +148,9 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         y : array-like of shape (n_samples,), default=None
             Without labels the encoder is pretrained by masked language
             modelling. With class labels it is trained to classify them
-            through a temporary linear head, which is then discarded.
+            through a temporary linear head, which is then discarded; every
+            label is a class here, ``-1`` included (only
+            ``AttentionClassifier`` reads ``-1`` as unlabeled).
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each document in the loss.
 
@@ -170,6 +172,8 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         rng, torch_seed = self._seeds()
         device = self._fit_device()
         warm = self._warm()
+        if warm:
+            self._check_continued_params("warm_start=True")
         with seeded_torch(torch_seed, device):
             if warm:
                 tokenizer, config = self.tokenizer_, self.config_

@@ -297,7 +297,7 @@ class _Tokens:
     def __init__(self, estimator, document, first_window_only=False):
         encoding = estimator.tokenizer_.encode(document, add_special_tokens=False)
         self.content = estimator.config_.max_length - 2
-        chunk = estimator.long_text == "chunk" and not first_window_only
+        chunk = estimator._long_text() == "chunk" and not first_window_only
         n_read = len(encoding.ids) if chunk else min(len(encoding.ids), self.content)
         self.ids = encoding.ids[:n_read]
         self.tokens = encoding.tokens[:n_read]

@@ -579,9 +579,9 @@ class Checkpoint:
         state = torch.load(self.path, map_location="cpu", weights_only=True)
         if state.get("key") != self.key:
             raise ValueError(
-                f"{self.description}: the checkpoint in {self.path!r} was written by a fit "
-                f"on other data or with other parameters; use another checkpoint_dir, "
-                f"delete the file, or set resume=False."
+                f"{self.description}: the checkpoint in {self.path!r} was written by another fit "
+                f"(other data, other parameters, or, with warm_start=True, other starting weights); "
+                f"use another checkpoint_dir, delete the file, or set resume=False."
             )
         return state
 

@@ -208,7 +208,7 @@ def _metadata(estimator, vectorizer):
         "skattn.versions": json.dumps(library_versions()),
         "skattn.tokenizer": estimator.tokenizer_.to_str(),
         "skattn.max_length": str(config.max_length),
-        "skattn.chunk": json.dumps(estimator.long_text == "chunk"),
+        "skattn.chunk": json.dumps(estimator._long_text() == "chunk"),
         "skattn.batch_size": str(estimator.batch_size),
         "skattn.output_size": str(config.d_model),
     }

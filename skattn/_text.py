@@ -250,7 +250,20 @@ def train_tokenizer(documents, *, kind, vocab_size, lowercase):
     tokenizer.normalizer = normalizer
     tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.decoder = decoder
-    tokenizer.train_from_iterator(documents, trainer=trainer, length=len(documents))
+    try:
+        tokenizer.train_from_iterator(documents, trainer=trainer, length=len(documents))
+    except Exception as error:  # tokenizers raises a plain Exception here
+        if kind == "unigram" and "not large enough" in str(error):
+            characters = set()
+            for document in documents:
+                characters.update(normalizer.normalize_str(document))
+            characters = {character for character in characters if not character.isspace()}
+            raise ValueError(
+                f"tokenizer='unigram' needs a vocabulary holding every character of the training "
+                f"texts ({len(characters):,} distinct) beside its special tokens; got vocab_size="
+                f"{vocab_size}. Raise vocab_size, or use 'wordpiece' or 'bpe', which limit their alphabet."
+            ) from None
+        raise
     tokenizer = _canonical(tokenizer)
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{CLS} $A {SEP}", special_tokens=[(CLS, CLS_ID), (SEP, SEP_ID)]

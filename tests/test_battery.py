@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skattn import AttentionClassifier, AttentionEncoder
 
@@ -313,6 +314,60 @@ def test_partial_fit_refuses_bad_classes(classes, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         model.partial_fit(X4, [0, 1, 0, 1], classes=classes)
     assert not hasattr(model, "model_")
+
+
+@pytest.mark.parametrize(
+    "params, error, message",
+    [
+        (dict(class_weight={0: -5.0, 1: 1.0}), ValueError, "class_weight[0] is -5.0; class weights must be finite, non-negative numbers."),
+        (dict(class_weight={0: float("nan")}), ValueError, "class_weight[0] is nan"),
+        (dict(class_weight={0: "a"}), ValueError, "class_weight[0] is 'a'"),
+        (dict(device="meta"), ValueError, "device='meta': skattn trains and predicts on 'cpu' and 'cuda' devices only."),
+        (dict(device="mps"), ValueError, "device='mps': skattn trains and predicts on 'cpu' and 'cuda' devices only."),
+        (dict(d_model=True), InvalidParameterError, "The 'd_model' parameter of AttentionClassifier must be an int, not a bool; got True."),
+        (dict(vocab_size=6), InvalidParameterError, "The 'vocab_size' parameter of AttentionClassifier must be an int in the range [7, inf)."),
+    ],
+)
+def test_bad_option_values_are_refused_before_training(params, error, message):
+    model = AttentionClassifier(**{**FAST, **params})
+    with pytest.raises(error, match=re.escape(message)):
+        model.fit(X4, [0, 1, 0, 1])
+    assert not hasattr(model, "model_")
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_refused_before_training(tmp_path):
+    path = tmp_path / "checkpoint"
+    path.write_text("not a folder")
+    with pytest.raises(ValueError, match=re.escape(f"checkpoint_dir={str(path)!r} is a file, not a directory.")):
+        AttentionClassifier(**{**FAST, "checkpoint_dir": path}).fit(X4, [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram"])
+def test_a_vocabulary_smaller_than_the_alphabet(kind):
+    texts = ["".join(chr(0x4E00 + i) for i in range(k * 10, (k + 1) * 10)) for k in range(30)]  # 300 characters
+    model = AttentionClassifier(**{**FAST, "tokenizer": kind, "vocab_size": 100})
+    if kind == "unigram":  # keeps every character, so refuses
+        with pytest.raises(ValueError, match=r"tokenizer='unigram' needs a vocabulary holding every character .* \(300 distinct\) .* vocab_size=100"):
+            model.fit(texts, [0, 1] * 15)
+    else:  # limit their alphabet, and keep to vocab_size
+        assert model.fit(texts, [0, 1] * 15).config_.vocab_size <= 100
+    assert AttentionClassifier(**{**FAST, "vocab_size": 7}).fit(X4, [0, 1, 0, 1]).config_.vocab_size <= 7
+
+
+def test_an_encoder_fitted_on_other_texts_is_named_in_a_warning():
+    other = AttentionEncoder(**{**FAST, "vocab_size": 60}).fit(["zebra quokka xylophone", "quokka zebra"] * 6)
+    with pytest.warns(UserWarning, match=r"The encoder's tokenizer reads \d+% of the tokens of these texts as unknown"):
+        AttentionClassifier(**{**FAST, "encoder": other}).fit(X4, [0, 1, 0, 1])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="The encoder's tokenizer")
+        AttentionClassifier(**{**FAST, "encoder": AttentionEncoder(**FAST).fit(X4)}).fit(X4, [0, 1, 0, 1])
+
+
+def test_the_classifier_reads_long_texts_as_its_encoder_does():
+    texts = [" ".join(["markets"] * 200), " ".join(["goal"] * 200)] * 4
+    encoder = AttentionEncoder(**{**FAST, "long_text": "chunk", "max_length": 8}).fit(texts)
+    classifier = AttentionClassifier(**{**FAST, "encoder": encoder}).fit(texts, [0, 1] * 4)
+    assert classifier.n_tokens_seen_ == encoder.n_tokens_seen_ > 8 * len(texts)
 
 
 @pytest.mark.parametrize("n_labels", [3, 5])

@@ -288,6 +288,9 @@ def test_encoder_logit_scale_weighs_the_encoder_path():
     np.testing.assert_allclose(scaled.set_params(precision="fp32").decision_function(TOPIC_TEXTS), ngram_logits, atol=1e-6)
     # The scale is part of the fitted model: it survives pickling.
     assert float(pickle.loads(pickle.dumps(scaled)).model_.encoder_scale) == 0.0
+    # Without the n-gram path there is no sum to weigh: the encoder's logits are the model's.
+    alone = AttentionClassifier(**TINY, ngram_range=None, encoder_logit_scale=0.3).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert alone.encoder_logit_scale_ == 1.0
 
 
 def test_auto_encoder_logit_scale_weighs_the_encoder_less_on_text_without_spaces():

@@ -3,6 +3,7 @@ multilabel, long documents, progress, interrupts, non-finite losses, checkpoints
 
 import io
 import os
+import re
 import signal
 import sys
 import warnings
@@ -721,7 +722,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_fit(tmp_path, sigint_ra
 
 def test_resume_refuses_a_checkpoint_of_another_fit(tmp_path):
     _fit(max_epochs=1, checkpoint_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="written by a fit on other data or with other parameters"):
+    with pytest.raises(ValueError, match=r"written by another fit \(other data, other parameters"):
         _fit(max_epochs=1, checkpoint_dir=str(tmp_path), resume=True, learning_rate=0.5)
 
 
@@ -734,7 +735,7 @@ def test_resume_refuses_a_checkpoint_written_with_another_encoder(tmp_path, othe
         "no encoder": None,
     }[other]
     _fit(max_epochs=1, checkpoint_dir=str(tmp_path), encoder=first)
-    with pytest.raises(ValueError, match="written by a fit on other data or with other parameters"):
+    with pytest.raises(ValueError, match=r"written by another fit \(other data, other parameters"):
         _fit(max_epochs=1, checkpoint_dir=str(tmp_path), resume=True, encoder=second)
     # The same encoder resumes (here: the finished run is returned as it is).
     resumed = _fit(max_epochs=1, checkpoint_dir=str(tmp_path), resume=True, encoder=first)
@@ -742,8 +743,67 @@ def test_resume_refuses_a_checkpoint_written_with_another_encoder(tmp_path, othe
 
 
 def test_early_stopping_on_too_little_data_names_validation_fraction():
-    with pytest.raises(ValueError, match=r"early_stopping=True cannot hold out validation_fraction=0.1 of 6 training documents \(1 documents\) stratified over 3 classes"):
+    with pytest.raises(ValueError, match=r"early_stopping=True cannot hold out validation_fraction=0.1 of 6 training documents \(1 documents\) stratified over 3 classes: .*\. Use a larger validation_fraction"):
         AttentionClassifier(**dict(TINY, early_stopping=True)).fit(TOPIC_TEXTS[:6], TOPIC_LABELS[:6])
+    # Too little left to train on: the advice turns around.
+    with pytest.raises(ValueError, match=r"validation_fraction=0.9 of 18 .*\. Use a smaller validation_fraction"):
+        AttentionClassifier(**dict(TINY, early_stopping=True, validation_fraction=0.9)).fit(TOPIC_TEXTS, TOPIC_LABELS)
+
+
+# -- continuing a fitted model ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        (dict(d_model=32, n_heads=4), "d_model=32 (the fitted model's is 16), n_heads=4 (the fitted model's is 2)"),
+        (dict(dropout=0.3), "dropout=0.3"),
+        (dict(max_length=16), "max_length=16"),
+        (dict(ngram_range=None), "ngram_range=None (the fitted model's is (1, 2))"),
+        (dict(ngram_range=(1, 3)), "ngram_range=(1, 3)"),
+    ],
+)
+def test_a_continued_fit_refuses_parameters_that_describe_another_model(change, named):
+    warm = _fit(warm_start=True)
+    partial = AttentionClassifier(**QUIET).partial_fit(TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2])
+    for model, call, how in [(warm, "fit", "warm_start=True"), (partial, "partial_fit", "partial_fit")]:
+        before = model.predict_proba(TOPIC_TEXTS)
+        model.set_params(**change)
+        with pytest.raises(ValueError, match=re.escape(f"{how} continues the fitted model, which these parameters would change: {named}")):
+            getattr(model, call)(TOPIC_TEXTS, TOPIC_LABELS)
+        np.testing.assert_array_equal(model.predict_proba(TOPIC_TEXTS), before)
+
+
+def test_a_continued_fit_takes_unchanged_or_training_parameters():
+    model = _fit(warm_start=True, max_epochs=1)
+    model.set_params(ngram_range="auto", learning_rate=1e-2).fit(TOPIC_TEXTS, TOPIC_LABELS)  # "auto" keeps the range
+    assert model.n_iter_ == 2
+    encoder_model = AttentionEncoder(**dict(TINY, warm_start=True, max_epochs=1)).fit(TOPIC_TEXTS)
+    with pytest.raises(ValueError, match=re.escape("pooling='max' (the fitted model's is 'mean')")):
+        encoder_model.set_params(pooling="max").fit(TOPIC_TEXTS)
+
+
+def test_validation_scores_stay_aligned_with_the_loss_curve_across_continued_fits():
+    model = _fit(warm_start=True, max_epochs=2)
+    assert model.validation_scores_ is None
+    model.set_params(early_stopping=True, validation_fraction=0.3, max_epochs=2).fit(TOPIC_TEXTS * 2, TOPIC_LABELS * 2)
+    model.set_params(early_stopping=False, max_epochs=1).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    scores = model.validation_scores_
+    assert len(scores) == len(model.loss_curve_) == 5
+    assert np.isnan(scores[:2]).all() and np.isfinite(scores[2:4]).all() and np.isnan(scores[4])
+
+
+def test_partial_fit_refuses_resume(tmp_path):
+    model = AttentionClassifier(**dict(QUIET, checkpoint_dir=str(tmp_path), resume=True))
+    with pytest.raises(ValueError, match="partial_fit keeps its progress in the estimator itself"):
+        model.partial_fit(TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2])
+    assert not hasattr(model, "model_")
+
+
+def test_resume_after_a_warm_fit_names_its_starting_weights(tmp_path):
+    model = _fit(warm_start=True, max_epochs=1, checkpoint_dir=str(tmp_path), resume=True)
+    with pytest.raises(ValueError, match="with warm_start=True, other starting weights"):
+        model.fit(TOPIC_TEXTS, TOPIC_LABELS)
 
 
 # -- max_epochs="auto" --------------------------------------------------------------------------
