@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 
 from ._callbacks import check_callbacks
 from . import _distributed
-from ._devices import resolve_device, resolve_inference_precision, resolve_precision
+from ._devices import available_device, resolve_device, resolve_inference_precision, resolve_precision
 from ._loop import Checkpoint, Stopping, TrainingData, adamw, checkpoint_key, infer, linear_schedule, train
 from ._model import ACTIVATIONS, POOLINGS, EncoderConfig, TextEncoder
 from ._progress import Progress, inference_bar
@@ -240,12 +240,21 @@ class _AttentionBase(BaseEstimator):
         )
         return tokenizer, config, TextEncoder(config)
 
-    def _encode(self, tokenizer, config, documents):
-        return encode(tokenizer, documents, max_length=config.max_length, chunk=self._long_text() == "chunk")
+    def _encode(self, tokenizer, config, documents, long_text=None):
+        """Token ids of ``documents``, read as ``long_text`` says (by default as the fitted model reads them)."""
+        chunk = (long_text or self._long_text()) == "chunk"
+        return encode(tokenizer, documents, max_length=config.max_length, chunk=chunk)
+
+    def _long_text_to_fit(self):
+        """How this fit reads documents longer than ``max_length``: ``long_text`` of the estimator that builds the model."""
+        return self._model_shaping_estimator().long_text
 
     def _long_text(self):
-        """How documents longer than ``max_length`` are read: ``long_text`` of the estimator that built the model."""
-        return self._model_shaping_estimator().long_text
+        """How the fitted model reads documents longer than ``max_length``: as its fit did.
+
+        Models fitted before this was recorded read them by their own ``long_text``.
+        """
+        return getattr(self, "_long_text_in_fit", None) or self.long_text
 
     def _split(self, data, rng, stratify=None):
         """Carve a validation set out of ``data`` when ``early_stopping`` is on.
@@ -268,11 +277,13 @@ class _AttentionBase(BaseEstimator):
             classes = "" if stratify is None else f" stratified over {n_classes} classes"
             # Each side of a stratified split needs a document of every class.
             fraction = "a smaller" if len(rows) - held_out < max(held_out, n_classes) else "a larger"
+            advice = f"{fraction} validation_fraction, more training documents"
+            if "least populated class" in str(error):  # no fraction splits a class of one document
+                advice = "more training documents in each class"
             raise ValueError(
                 f"early_stopping=True cannot hold out validation_fraction="
                 f"{self.validation_fraction} of {len(rows)} training documents ({held_out} "
-                f"documents){classes}: {str(error).rstrip('.')}. Use {fraction} validation_fraction, "
-                f"more training documents, or early_stopping=False."
+                f"documents){classes}: {str(error).rstrip('.')}. Use {advice}, or early_stopping=False."
             ) from None
         return data.subset(np.sort(train_rows)), data.subset(np.sort(validation_rows))
 
@@ -373,6 +384,7 @@ class _AttentionBase(BaseEstimator):
         self.grad_norm_curve_ = previous_norms + history.grad_norm_curve
         self.best_score_ = history.best_score
         self.best_loss_ = history.best_loss
+        self._long_text_in_fit = self._long_text_to_fit()
         self.n_iter_ = (self.n_iter_ if warm else 0) + len(history.loss_curve)
         self.n_tokens_seen_ = (self.n_tokens_seen_ if warm else 0) + history.n_tokens_seen
 
@@ -405,7 +417,7 @@ class _AttentionBase(BaseEstimator):
             Rows in the order of ``X``.
         """
         documents = check_documents(X)
-        device = resolve_device(self.device)
+        device = available_device(self.device, warn=True)
         model, autocast_dtype = self._inference_model(device)
         forward = model if method is None else getattr(model, method)
         settle = None if settler is None else settler(model, device, autocast_dtype)
@@ -465,10 +477,7 @@ class _AttentionBase(BaseEstimator):
         and ``transform`` only read the estimator.
         """
         self.__dict__.pop("_inference_replica", None)
-        try:
-            device = resolve_device(self.device)
-        except ValueError:  # a model saved on a GPU, loaded without one
-            device = torch.device("cpu")
+        device = available_device(self.device)  # a model saved on a GPU runs on the CPU without one
         self.model_.to(device).eval()
         self.model_.zero_grad(set_to_none=True)  # the last step's gradients: a copy of every weight
         dtype = resolve_inference_precision(self.precision, device)

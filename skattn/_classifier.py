@@ -363,7 +363,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             scale = 1.0 if vectorizer is None else self._encoder_logit_scale(documents, module, warm)
             module.to(device).encoder_scale.fill_(scale)  # unused without the n-gram path
             rows = np.flatnonzero(targets.labeled)
-            encoded = self._encode(tokenizer, config, [documents[i] for i in rows])
+            encoded = self._encode(tokenizer, config, [documents[i] for i in rows], long_text=self._long_text_to_fit())
             if pretrained is not None:
                 _warn_if_mostly_unknown(encoded)
             data = TrainingData(

@@ -2,6 +2,8 @@
 
 from contextlib import contextmanager
 
+import warnings
+
 import torch
 
 try:
@@ -44,6 +46,20 @@ def resolve_device(device):
         # The device tensors report: "cuda" alone never equals a tensor's "cuda:0".
         resolved = torch.device("cuda", torch.cuda.current_device())
     return resolved
+
+
+def available_device(device, warn=False):
+    """:func:`resolve_device`, or the CPU where that device is missing here (a model fitted elsewhere).
+
+    With ``warn``, say so in a ``UserWarning`` (shown once per process by
+    Python's default filters).
+    """
+    try:
+        return resolve_device(device)
+    except ValueError as error:
+        if warn:
+            warnings.warn(f"{error} Running on the CPU instead.", UserWarning, stacklevel=4)
+        return torch.device("cpu")
 
 
 def resolve_precision(precision, device):

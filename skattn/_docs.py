@@ -93,9 +93,10 @@ SHARED_PARAMETERS = """\
         If True and the estimator is fitted, ``fit`` continues training the
         fitted model (keeping its tokenizer) for ``max_epochs`` more epochs,
         with a new learning-rate schedule; ``loss_curve_`` and ``n_iter_``
-        keep counting. A parameter that shapes the model (``max_length``,
-        ``d_model`` through ``pooling``, ``ngram_range``) changed since
-        raises ``ValueError``; so it does for ``partial_fit``.
+        keep counting. Changing a parameter that shapes the fitted model
+        (``max_length``, ``d_model`` through ``pooling``, a classifier's
+        ``ngram_range``) raises ``ValueError``; ``tokenizer``,
+        ``vocab_size`` and ``lowercase`` stay those of the first fit.
 
     checkpoint_dir : str, path or None, default=None
         Directory where model, optimizer, schedule and random state are saved
@@ -112,8 +113,10 @@ SHARED_PARAMETERS = """\
 
     device : "auto", str or torch.device, default="auto"
         Where to train and predict: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        ``"auto"`` uses CUDA when available, else the CPU. A fitted model is stored on the CPU when pickled and moves to
-        ``device`` as it is loaded (to the CPU if that device is missing).
+        ``"auto"`` uses CUDA when available, else the CPU. A fitted model
+        is stored on the CPU when pickled and moves to ``device`` as it is
+        loaded; where that device is missing, it loads and predicts on the
+        CPU (``predict`` warns once).
 
     precision : {"auto", "fp32", "bf16", "int8"}, default="auto"
         ``"auto"`` uses bfloat16 autocast on CUDA devices that support it and

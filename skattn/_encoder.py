@@ -180,7 +180,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
                 encoder = copy.deepcopy(self.model_)
             else:
                 tokenizer, config, encoder = self._new_encoder(documents)
-            encoded = self._encode(tokenizer, config, documents)
+            encoded = self._encode(tokenizer, config, documents, long_text=self._long_text_to_fit())
             if y is None:
                 description = "AttentionEncoder pretraining"
                 module = MaskedLanguageModel(encoder).to(device)

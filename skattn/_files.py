@@ -3,8 +3,12 @@
 import contextlib
 import errno
 import os
+import re
 import secrets
 import stat
+
+# Paths that name one of the process's open descriptors (Linux, macOS, the BSDs).
+_DESCRIPTOR = re.compile(r"^/dev/(stdin|stdout|stderr|fd/\d+)$|^/proc/[^/]+/fd/\d+$")
 
 
 @contextlib.contextmanager
@@ -16,8 +20,9 @@ def atomic_file(path):
     gets the permissions of the file it replaces, or those ``open`` would
     give (the process's umask applied). A symbolic link is followed, so the
     link stays and its target is replaced. Where ``path`` is a device or a
-    pipe (``/dev/null``, ``/dev/stdout``), which cannot be replaced, the
-    data is written to it directly.
+    pipe or a descriptor (``/dev/null``, ``/dev/stdout``), which cannot be
+    replaced, the data is appended to it directly. An existing file that
+    may not be written is refused, as ``open`` would refuse it.
 
     Parameters
     ----------
@@ -32,21 +37,23 @@ def atomic_file(path):
     path = os.fsdecode(os.fspath(path))
     if not path:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
-    target = os.path.realpath(path)
     try:
-        mode = os.stat(target).st_mode
+        mode = os.stat(path).st_mode  # of what a symbolic link points to
     except FileNotFoundError:
         mode = None
     except OSError as error:
         raise _naming(error, path) from None
     if mode is not None and stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
-    if mode is not None and not stat.S_ISREG(mode):
+    if _written_in_place(path, mode):
         with _reported_as(path):
-            file = open(target, "wb")
+            file = open(path, "ab")
         with file:
             yield file
         return
+    target = os.path.realpath(path)
+    if mode is not None and not os.access(target, os.W_OK):  # as open() would refuse it
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
     with _reported_as(path):
         handle, temporary = _create_beside(target)
     try:
@@ -59,8 +66,17 @@ def atomic_file(path):
         with _reported_as(path):
             os.replace(temporary, target)
     except BaseException:
-        os.unlink(temporary)
+        with contextlib.suppress(OSError):  # never hide the error that got here
+            os.unlink(temporary)
         raise
+
+
+def _written_in_place(path, mode):
+    """Whether ``path`` cannot be replaced by a rename: a device, a pipe, or a descriptor such as ``/dev/stdout``."""
+    if mode is not None and not stat.S_ISREG(mode):
+        return True
+    # /dev/stdout redirected to a file resolves to that file, which must be written through, not replaced.
+    return _DESCRIPTOR.match(os.path.abspath(path)) is not None
 
 
 def _create_beside(target):

@@ -47,7 +47,8 @@ MANIFEST = "manifest.json"
 # config_ and ngram_vectorizer_ have parts or fields of their own.
 _CURVES = ("loss_curve_", "grad_norm_curve_", "validation_scores_", "best_score_", "best_loss_", "n_iter_", "n_tokens_seen_")
 # How the last fit ran; files written before these existed load without them.
-_FIT_FACTS = ("fit_time_", "fit_device_", "fit_precision_")
+# How the fit read long texts: a model file written before it was recorded lacks it.
+_FIT_FACTS = ("fit_time_", "fit_device_", "fit_precision_", "_long_text_in_fit")
 
 # Parameters that steer a run on one machine rather than describe the model:
 # saved as their defaults (a callable or a directory means nothing elsewhere).

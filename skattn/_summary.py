@@ -130,12 +130,9 @@ def inference_setting(estimator):
     """The device and precision (``"fp32"``, ``"bf16"`` or ``"int8"``) ``predict`` and ``transform`` run in now."""
     import torch
 
-    from ._devices import resolve_device, resolve_inference_precision
+    from ._devices import available_device, resolve_inference_precision
 
-    try:
-        device = resolve_device(estimator.device)
-    except ValueError:  # a model saved on a GPU, loaded without one
-        device = torch.device("cpu")
+    device = available_device(estimator.device)  # a model saved on a GPU runs on the CPU without one
     dtype = resolve_inference_precision(estimator.precision, device)
     return str(device), {torch.bfloat16: "bf16", torch.qint8: "int8"}.get(dtype, "fp32")
 

@@ -101,11 +101,11 @@ def _text(value, where, column):
 
 
 def _label(value, where, column):
-    if value is None or value == "" or (isinstance(value, Real) and math.isnan(value)):
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         raise TableError(f"{where}: the label in column {column!r} is empty or missing.")
     if not isinstance(value, (str, Real)):
         raise TableError(f"{where}: the label in column {column!r} is not a string or a number: {value!r}.")
-    if isinstance(value, Real) and math.isinf(value):
+    if isinstance(value, float) and math.isinf(value):
         raise TableError(f"{where}: the label in column {column!r} is not a finite number: {value!r}.")
     return value
 
@@ -184,6 +184,8 @@ def _csv_rows(path, columns, header):
                     hint = ""
                     if reader.line_num > first_line:
                         hint = f" (the row begins on line {first_line}: is a quote there left open?)"
+                    elif "expected after" in str(error):
+                        hint = ' (a field in quotes ends at its closing quote; write a quote inside it as "")'
                     raise TableError(f"{path}, line {reader.line_num}: malformed CSV: {error}{hint}.") from None
                 yield reader.line_num, fields
 

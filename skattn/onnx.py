@@ -70,7 +70,7 @@ def load(path, *, providers=None, threads=None):
             os.fspath(path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
         )
     except _invalid_model_errors(onnxruntime) as error:
-        raise ValueError(f"{os.fspath(path)!r} is not an ONNX model ({error}).") from None
+        raise ValueError(f"{os.fspath(path)!r} is not an ONNX model this ONNX Runtime can load ({error}).") from None
     metadata = session.get_modelmeta().custom_metadata_map
     version = metadata.get("skattn.format_version")
     if version is None:
@@ -85,7 +85,8 @@ def load(path, *, providers=None, threads=None):
 def _invalid_model_errors(onnxruntime):
     """ONNX Runtime's exception types for a file that is not a loadable model."""
     state = getattr(getattr(onnxruntime, "capi", None), "onnxruntime_pybind11_state", None)
-    return tuple(getattr(state, name) for name in ("InvalidProtobuf", "InvalidGraph") if hasattr(state, name))
+    names = ("InvalidProtobuf", "InvalidGraph", "InvalidArgument", "Fail")
+    return tuple(getattr(state, name) for name in names if hasattr(state, name))
 
 
 # Execution providers that run the graph's final LayerNorm and head in float32 (or TF32).

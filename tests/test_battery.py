@@ -368,6 +368,10 @@ def test_the_classifier_reads_long_texts_as_its_encoder_does():
     encoder = AttentionEncoder(**{**FAST, "long_text": "chunk", "max_length": 8}).fit(texts)
     classifier = AttentionClassifier(**{**FAST, "encoder": encoder}).fit(texts, [0, 1] * 4)
     assert classifier.n_tokens_seen_ == encoder.n_tokens_seen_ > 8 * len(texts)
+    assert classifier._inputs(texts).encoded.offsets[-1] > len(texts)  # predict reads every window too
+    # A model fitted before this was recorded keeps reading as it was fitted: by its own long_text.
+    del classifier._long_text_in_fit
+    assert classifier._inputs(texts).encoded.offsets[-1] == len(texts)
 
 
 @pytest.mark.parametrize("n_labels", [3, 5])

@@ -219,6 +219,18 @@ def test_a_pipe_or_device_is_written_to_not_replaced(tmp_path):
     assert received == [b"data"] and stat.S_ISFIFO(os.stat(pipe).st_mode)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
+def test_dev_stdout_is_written_through_whether_a_pipe_or_a_file(tmp_path):
+    code = "from skattn._files import atomic_file\nwith atomic_file('/dev/stdout') as file:\n    file.write(b'data')"
+    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert (piped.returncode, piped.stdout) == (0, b"data"), piped.stderr
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"before;")
+    with open(log, "ab") as redirected:
+        subprocess.run([sys.executable, "-c", code], stdout=redirected, check=True, timeout=120)
+    assert log.read_bytes() == b"before;data"  # written into the file, not a new file in its place
+
+
 def test_a_save_that_cannot_be_made_names_the_path_given(fitted_classifier, tmp_path):
     cases = [
         (tmp_path, IsADirectoryError),
@@ -268,6 +280,23 @@ def test_a_model_saved_on_cuda_loads_without_cuda(tmp_path):
     ).stdout.split(maxsplit=1)
     assert output[0] == "cpu"
     assert output[1].strip() == str(clf.predict(TOPIC_TEXTS[:3]).tolist())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the point is a machine without CUDA")
+def test_a_model_whose_device_is_cuda_predicts_on_the_cpu_without_it(fitted_classifier, tmp_path):
+    path = tmp_path / "model.skattn"
+    expected = fitted_classifier.predict_proba(TOPIC_TEXTS)
+    fitted_classifier.set_params(device="cuda").save(path)
+    fitted_classifier.set_params(device="auto")
+    restored = skattn.load(path)
+    assert restored.device == "cuda"
+    with pytest.warns(UserWarning, match="Running on the CPU instead"):
+        np.testing.assert_array_equal(restored.predict_proba(TOPIC_TEXTS), expected)
+    pickled = tmp_path / "model.joblib"
+    joblib.dump(restored, pickled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        np.testing.assert_array_equal(joblib.load(pickled).predict_proba(TOPIC_TEXTS), expected)
 
 
 def test_saved_device_parameter_is_kept_for_machines_that_have_it(tmp_path):

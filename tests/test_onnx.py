@@ -163,8 +163,11 @@ def test_a_foreign_onnx_file_is_refused(tmp_path):
 def test_a_file_that_is_not_onnx_is_refused(fitted_classifier, tmp_path):
     path = tmp_path / "model.skattn"
     fitted_classifier.save(path)
-    with pytest.raises(ValueError, match=r"model\.skattn' is not an ONNX model \("):
+    with pytest.raises(ValueError, match=r"model\.skattn' is not an ONNX model this ONNX Runtime can load \("):
         skattn.onnx.load(path)
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.onnx' is not an ONNX model"):
+        skattn.onnx.load(tmp_path / "empty.onnx")
     with pytest.raises(FileNotFoundError):
         skattn.onnx.load(tmp_path / "absent.onnx")
     with pytest.raises(IsADirectoryError):

@@ -247,12 +247,14 @@ def test_unavailable_or_invalid_device(Estimator):
         fit(Estimator, TOPIC_TEXTS, device="gpu0")
 
 
-def test_device_checked_at_prediction(fitted_classifier):
+def test_a_missing_device_at_prediction_falls_back_to_the_cpu_with_a_warning(fitted_classifier):
+    # As a model trained on a GPU and shipped to a server without one: it predicts, and says where.
     if torch.cuda.is_available():
         pytest.skip("CUDA is available")
     clf = copy.deepcopy(fitted_classifier).set_params(device="cuda")
-    with pytest.raises(ValueError, match="CUDA is not available"):
-        clf.predict(TOPIC_TEXTS)
+    with pytest.warns(UserWarning, match=r"device='cuda' was requested but CUDA is not available\. Running on the CPU instead\."):
+        predicted = clf.predict(TOPIC_TEXTS)
+    np.testing.assert_array_equal(predicted, fitted_classifier.predict(TOPIC_TEXTS))
 
 
 # -- not fitted ------------------------------------------------------------------
