@@ -622,13 +622,12 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         return self if self.encoder is None else _unfrozen(self.encoder)
 
     def _changed_continued_params(self):
-        range_now, vectorizer = self.ngram_range, self.ngram_vectorizer_
-        fitted = None if vectorizer is None else fitted_ngram_range(vectorizer)
-        if isinstance(range_now, str) or (range_now is not None and fitted is not None and tuple(range_now) == fitted):
+        if isinstance(self.ngram_range, str):
             return []  # "auto" keeps what the first fit chose
-        if range_now is None and fitted is None:
-            return []
-        return [f"ngram_range={range_now!r} (the fitted model's is {fitted!r})"]
+        wanted = None if self.ngram_range is None else tuple(self.ngram_range)
+        vectorizer = self.ngram_vectorizer_
+        fitted = None if vectorizer is None else fitted_ngram_range(vectorizer)
+        return [] if wanted == fitted else [f"ngram_range={self.ngram_range!r} (the fitted model's is {fitted!r})"]
 
     def _encoder_logit_scale(self, documents, module, warm):
         """``encoder_logit_scale``, or for ``"auto"`` the factor that suits ``documents``.

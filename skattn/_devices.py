@@ -1,8 +1,7 @@
 """Devices, precision and seeding: where and in which float type a fit runs."""
 
-from contextlib import contextmanager
-
 import warnings
+from contextlib import contextmanager
 
 import torch
 

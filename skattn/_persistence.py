@@ -46,8 +46,8 @@ MANIFEST = "manifest.json"
 # Fitted attributes kept as JSON, beside the parts; model_, tokenizer_,
 # config_ and ngram_vectorizer_ have parts or fields of their own.
 _CURVES = ("loss_curve_", "grad_norm_curve_", "validation_scores_", "best_score_", "best_loss_", "n_iter_", "n_tokens_seen_")
-# How the last fit ran; files written before these existed load without them.
-# How the fit read long texts: a model file written before it was recorded lacks it.
+# How the last fit ran (devices, precision, how it read long texts); files written
+# before these existed load without them.
 _FIT_FACTS = ("fit_time_", "fit_device_", "fit_precision_", "_long_text_in_fit")
 
 # Parameters that steer a run on one machine rather than describe the model:

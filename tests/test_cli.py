@@ -339,7 +339,7 @@ def test_a_failed_write_is_an_error_and_keeps_the_earlier_file(model, data, tmp_
     assert output.read_text() == "an earlier file\n" and os.listdir(tmp_path) == ["predictions.csv"]
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, a device of Linux and the BSDs")
 def test_output_to_a_full_disk_is_an_error_without_a_traceback(model, data):
     command = [sys.executable, "-m", "skattn", "predict", model, data["csv"]]
     with open("/dev/full", "wb") as full:

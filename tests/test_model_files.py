@@ -177,7 +177,7 @@ def test_save_replaces_a_file_atomically(fitted_classifier, fitted_encoder, tmp_
     assert os.listdir(tmp_path) == ["model.skattn"]
 
 
-@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.skipif(os.name != "posix", reason="needs POSIX file permissions and umask")
 def test_save_gives_the_permissions_open_would_and_keeps_those_of_a_replaced_file(fitted_classifier, tmp_path):
     umask = os.umask(0o027)
     try:
@@ -192,7 +192,7 @@ def test_save_gives_the_permissions_open_would_and_keeps_those_of_a_replaced_fil
     assert oct(os.stat(replaced).st_mode & 0o777) == oct(0o604)
 
 
-@pytest.mark.skipif(not hasattr(os, "symlink") or os.name != "posix", reason="symbolic links")
+@pytest.mark.skipif(not hasattr(os, "symlink") or os.name != "posix", reason="needs POSIX symbolic links")
 def test_save_through_a_symbolic_link_replaces_its_target(fitted_classifier, fitted_encoder, tmp_path):
     target, link = tmp_path / "v1.skattn", tmp_path / "current.skattn"
     fitted_encoder.save(target)
@@ -202,7 +202,7 @@ def test_save_through_a_symbolic_link_replaces_its_target(fitted_classifier, fit
     assert sorted(os.listdir(tmp_path)) == ["current.skattn", "v1.skattn"]
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (os.mkfifo)")
 def test_a_pipe_or_device_is_written_to_not_replaced(tmp_path):
     # What `skattn predict ... -o /dev/stdout` relies on. A named pipe stands in for a device:
     # run as root, a rename onto /dev/null would replace the device with a file.
@@ -219,7 +219,7 @@ def test_a_pipe_or_device_is_written_to_not_replaced(tmp_path):
     assert received == [b"data"] and stat.S_ISFIFO(os.stat(pipe).st_mode)
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout (POSIX systems)")
 def test_dev_stdout_is_written_through_whether_a_pipe_or_a_file(tmp_path):
     code = "from skattn._files import atomic_file\nwith atomic_file('/dev/stdout') as file:\n    file.write(b'data')"
     piped = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
@@ -282,7 +282,7 @@ def test_a_model_saved_on_cuda_loads_without_cuda(tmp_path):
     assert output[1].strip() == str(clf.predict(TOPIC_TEXTS[:3]).tolist())
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the point is a machine without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here: the fallback needs a machine without it")
 def test_a_model_whose_device_is_cuda_predicts_on_the_cpu_without_it(fitted_classifier, tmp_path):
     path = tmp_path / "model.skattn"
     expected = fitted_classifier.predict_proba(TOPIC_TEXTS)
