@@ -18,7 +18,6 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
-from tokenizers import Tokenizer
 
 from ._callbacks import check_callbacks
 from . import _distributed
@@ -27,7 +26,7 @@ from ._loop import Checkpoint, Stopping, TrainingData, adamw, checkpoint_key, in
 from ._model import ACTIVATIONS, POOLINGS, EncoderConfig, TextEncoder
 from ._progress import Progress, inference_bar
 from ._versions import library_versions, warn_if_versions_differ
-from ._text import PAD_ID, SPECIAL_TOKENS, check_documents, encode, train_tokenizer
+from ._text import PAD_ID, SPECIAL_TOKENS, check_documents, encode, tokenizer_from_json, train_tokenizer
 
 try:
     from . import _fast
@@ -177,6 +176,13 @@ class _AttentionBase(BaseEstimator):
             f"{name}={getattr(shaping, name)!r} (the fitted model's is {getattr(self.config_, name)!r})"
             for name in MODEL_SHAPING_PARAMETERS
             if getattr(shaping, name) != getattr(self.config_, name)
+        ]
+        # Recorded at fit: config_ holds the trained vocabulary's size, not the one asked for.
+        recorded = getattr(self, "_tokenizer_in_fit", None) or {}
+        changed += [
+            f"{name}={getattr(shaping, name)!r} (the fitted model's is {value!r})"
+            for name, value in recorded.items()
+            if getattr(shaping, name) != value
         ]
         changed += self._changed_continued_params()
         if changed:
@@ -385,6 +391,13 @@ class _AttentionBase(BaseEstimator):
         self.best_score_ = history.best_score
         self.best_loss_ = history.best_loss
         self._long_text_in_fit = self._long_text_to_fit()
+        if not warm:  # a continued fit keeps the tokenizer it started from
+            shaping = self._model_shaping_estimator()
+            self._tokenizer_in_fit = {
+                "tokenizer": str(shaping.tokenizer),
+                "vocab_size": int(shaping.vocab_size),
+                "lowercase": bool(shaping.lowercase),
+            }
         self.n_iter_ = (self.n_iter_ if warm else 0) + len(history.loss_curve)
         self.n_tokens_seen_ = (self.n_tokens_seen_ if warm else 0) + history.n_tokens_seen
 
@@ -585,7 +598,7 @@ class _AttentionBase(BaseEstimator):
         state = {"activation": "gelu", "callbacks": None, **state}
         if "model_" in state:
             weights = state["model_"]
-            tokenizer = Tokenizer.from_str(state["tokenizer_"])
+            tokenizer = tokenizer_from_json(state["tokenizer_"])
             # Tokenizers pickled by earlier versions truncate; encode() cuts windows itself.
             tokenizer.no_truncation()
             state = dict(state, tokenizer_=tokenizer)

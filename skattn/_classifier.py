@@ -65,8 +65,11 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         fine-tunes the same pretrained encoder.
 
     class_weight : dict, "balanced" or None, default=None
-        Weights of the classes in the loss. ``"balanced"`` weighs each class
-        inversely to its frequency in ``y``; a dict maps labels to weights.
+        Weights of the classes in the loss, multiplied into each document's
+        ``sample_weight``. ``"balanced"`` weighs each class inversely to its
+        frequency in ``y``; a dict maps labels to weights. Not supported by
+        ``partial_fit`` as ``"balanced"``, which would need every call's
+        labels in advance.
 
     logit_adjustment : float, default=1.0
         Strength ``tau`` of the logit-adjusted loss (Menon et al., 2021):
@@ -240,7 +243,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             unlabeled document: it is used to pretrain ``encoder`` and to
             train the tokenizer, not in the classification loss.
         sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each document in the loss.
+            Weight of each document in the loss: a weight of 2 counts about
+            as much as the document twice. Only the ratios matter: the
+            weights are scaled to a mean of 1 over the documents trained on.
 
         Returns
         -------
@@ -280,8 +285,12 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         classes : array-like of shape (n_classes,), default=None
             Every class that will ever appear in ``y``: required on the first
             call, optional afterwards. For multilabel ``y``, ``range(n_labels)``.
+            With ``-1`` among them, ``-1`` is a class, not the mark of an
+            unlabeled document.
         sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each document in the loss.
+            Weight of each document in the loss: a weight of 2 counts about
+            as much as the document twice. Only the ratios matter: the
+            weights are scaled to a mean of 1 over the documents trained on.
 
         Returns
         -------
@@ -294,6 +303,13 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             raise ValueError(
                 "resume=True continues an interrupted fit; partial_fit keeps its progress in the "
                 "estimator itself, one epoch per call, so there is nothing to resume. Set resume=False."
+            )
+        if isinstance(self.class_weight, str):  # "balanced", the only string allowed
+            raise ValueError(
+                "class_weight='balanced' is not supported by partial_fit: it would weigh the classes "
+                "by each call's labels alone. Pass a dict computed over the whole stream's labels, "
+                "for example dict(zip(classes, sklearn.utils.class_weight.compute_class_weight("
+                "'balanced', classes=classes, y=all_labels)))."
             )
         fitted = hasattr(self, "model_")
         if not fitted and classes is None:
@@ -348,6 +364,8 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     def _fit(self, documents, targets, weights, *, warm, partial):
         """Train from ``fit`` or ``partial_fit``; set fitted attributes only at the end."""
         started = time.perf_counter()
+        if self.encoder is None and not targets.labeled.all():
+            _warn_unlabeled_without_encoder(int(np.sum(~targets.labeled)))
         class_weight = self._class_weights(targets)
         class_counts = self._class_counts(targets, partial)
         logit_offset = self._logit_offset(targets, class_counts)
@@ -369,7 +387,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             data = TrainingData(
                 encoded,
                 targets=targets.encoded[rows],
-                weights=None if weights is None else weights[rows],
+                weights=_document_weights(weights, class_weight, targets.encoded, rows),
                 features=None if ngrams is None else ngrams.subset(rows),
             )
             options = {}
@@ -385,7 +403,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             history, optimizer_state = self._train(
                 module,
                 data,
-                classification_loss(class_weight, multilabel=targets.multilabel, logit_offset=logit_offset),
+                classification_loss(multilabel=targets.multilabel, logit_offset=logit_offset),
                 rng=rng,
                 device=device,
                 description=description,
@@ -712,6 +730,17 @@ AttentionClassifier.__doc__ = (
 UNKNOWN_TOKEN_WARNING_SHARE = 0.1
 
 
+def _warn_unlabeled_without_encoder(n_unlabeled):
+    """Say that documents labeled -1 go unused in classification, in case -1 was meant as a class."""
+    warnings.warn(
+        f"{n_unlabeled} documents are labeled -1, which marks an unlabeled document: they train "
+        f"the tokenizer only, since there is no encoder to pretrain on them. If -1 is a class, "
+        f"map it to another value; to learn from unlabeled documents, pass encoder=AttentionEncoder().",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def _warn_if_mostly_unknown(encoded):
     """Warn when a pretrained encoder's tokenizer reads many tokens of the training texts as [UNK]."""
     n_tokens = int(encoded.lengths.sum()) - 2 * len(encoded.lengths)  # [CLS] and [SEP] of each window
@@ -738,3 +767,32 @@ def _classifier_module(encoder, n_outputs, vectorizer):
     if vectorizer is not None:
         module.wide = NgramPath(len(vectorizer.vocabulary_), n_outputs)
     return module
+
+
+def _document_weights(sample_weight, class_weight, encoded_targets, rows):
+    """Each training document's loss weight: its sample weight times its class's; None if neither is given.
+
+    Parameters
+    ----------
+    sample_weight : numpy.ndarray of shape (n_documents,) or None
+    class_weight : numpy.ndarray of shape (n_classes,) or None
+    encoded_targets : numpy.ndarray of shape (n_documents,)
+        Class indices (never a label-indicator matrix: class weights are
+        refused with multilabel ``y``).
+    rows : numpy.ndarray of int
+        The labeled documents, which are the ones trained on.
+
+    Returns
+    -------
+    weights : numpy.ndarray of float32 of shape (len(rows),) or None
+    """
+    if sample_weight is None and class_weight is None:
+        return None
+    weights = np.ones(len(rows), dtype=np.float32) if sample_weight is None else sample_weight[rows].astype(np.float32)
+    if class_weight is not None:
+        weights = weights * np.asarray(class_weight, dtype=np.float32)[encoded_targets[rows]]
+    if not weights.any():
+        raise ValueError(
+            "sample_weight and class_weight together give every labeled training document a weight of zero."
+        )
+    return weights

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _AttentionBase
@@ -152,7 +153,9 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
             label is a class here, ``-1`` included (only
             ``AttentionClassifier`` reads ``-1`` as unlabeled).
         sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each document in the loss.
+            Weight of each document in the loss: a weight of 2 counts about
+            as much as the document twice. Only the ratios matter: the
+            weights are scaled to a mean of 1 over the documents trained on.
 
         Returns
         -------
@@ -163,6 +166,7 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
         self._check_params()
         documents = check_documents(X)
         if y is not None:
+            _check_class_labels(y)
             labels = Targets.from_y(
                 y, len(documents), estimator="AttentionEncoder", allow_unlabeled=False, allow_multilabel=False
             )
@@ -270,3 +274,22 @@ AttentionEncoder.__doc__ = (
     AttentionEncoder.__doc__.replace("%(shared_parameters)s", SHARED_PARAMETERS)
     .replace("%(training_attributes)s", TRAINING_ATTRIBUTES)
 )
+
+
+def _check_class_labels(y):
+    """Refuse a ``y`` that is not one column of class labels, saying how to embed texts for it.
+
+    A Pipeline passes its target to every step, so an encoder before a
+    regressor or a multi-output model receives that model's ``y``.
+    """
+    try:
+        kind = type_of_target(y)
+    except (TypeError, ValueError):
+        return  # Targets.from_y names what is wrong with it
+    if kind.startswith("continuous") or kind in ("multilabel-indicator", "multiclass-multioutput"):
+        raise ValueError(
+            f"AttentionEncoder.fit(X, y) trains the encoder to classify y, one class label per "
+            f"document, and this y is {kind}; a Pipeline passes its target to every step. To embed "
+            f"texts for a regressor or a multi-output model, fit the encoder on the texts alone "
+            f"first and freeze it: make_pipeline(FrozenEstimator(AttentionEncoder().fit(texts)), Ridge())."
+        )

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ._ngrams import fitted_ngram_range, ngram_spans, transform_ngrams
-from ._text import CLS, CLS_ID, PAD_ID, SEP, SEP_ID, window_starts
+from ._text import CLS, CLS_ID, PAD_ID, SEP, SEP_ID, read_as_text, window_starts
 
 METHODS = ("gradient", "rollout")
 
@@ -295,7 +295,7 @@ class _Tokens:
     """A document's tokens as the fitted model reads them, and its windows of ids."""
 
     def __init__(self, estimator, document, first_window_only=False):
-        encoding = estimator.tokenizer_.encode(document, add_special_tokens=False)
+        encoding = read_as_text(estimator.tokenizer_).encode(document, add_special_tokens=False)
         self.content = estimator.config_.max_length - 2
         chunk = estimator._long_text() == "chunk" and not first_window_only
         n_read = len(encoding.ids) if chunk else min(len(encoding.ids), self.content)

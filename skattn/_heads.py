@@ -97,17 +97,18 @@ class SequenceClassifier(nn.Module):
         return decay_groups(self, learning_rate, weight_decay, skip=[self.wide]) + self.wide.parameter_groups(learning_rate)
 
 
-def classification_loss(class_weight=None, multilabel=False, logit_offset=None):
+def classification_loss(multilabel=False, logit_offset=None):
     """Return the training loss of a :class:`SequenceClassifier`: ``loss(module, batch, rng)``.
 
     The sum of each path's cross-entropy (one sigmoid per label if
-    ``multilabel``), weighted by ``class_weight`` (shape ``(n_classes,)``)
-    and the batch's sample weights when given. ``logit_offset`` (shape
+    ``multilabel``), each document's scaled by its weight in the batch when
+    the training data has weights (see :func:`weighted_mean`; class weights
+    are folded into them by the estimator). ``logit_offset`` (shape
     ``(n_classes,)``) is added to the logits inside the loss only: with
     ``tau * log(class prior)`` it is the logit-adjusted loss of Menon et al.
     (2021), which trains the model's own logits for the class-balanced error.
     """
-    constants = {"class_weight": class_weight, "logit_offset": logit_offset}
+    constants = {"logit_offset": logit_offset}
     cache = {}
 
     def constant(name, device):
@@ -126,22 +127,24 @@ def classification_loss(class_weight=None, multilabel=False, logit_offset=None):
             per_sample = F.binary_cross_entropy_with_logits(logits, batch.targets, reduction="none").mean(dim=1)
             return weighted_mean(per_sample, batch.weights)
         per_sample = F.cross_entropy(logits, batch.targets, reduction="none")
-        if class_weight is None:
-            return weighted_mean(per_sample, batch.weights)
-        # Same normalisation as cross_entropy(weight=...): a weighted mean.
-        sample_weight = constant("class_weight", logits.device)[batch.targets]
-        if batch.weights is not None:
-            sample_weight = sample_weight * batch.weights
-        return (per_sample * sample_weight).sum() / sample_weight.sum().clamp(min=1e-12)
+        return weighted_mean(per_sample, batch.weights)
 
     return loss_fn
 
 
 def weighted_mean(values, weights):
-    """Mean of ``values``, weighted by ``weights`` when given."""
+    """Mean of ``values``, each scaled by its weight when ``weights`` is given.
+
+    The training loop scales the weights to a mean of 1 over the training
+    data, so the division is by the number of values, not by their weights'
+    sum: a batch of heavy documents then counts for more than a batch of
+    light ones. Batches group documents of similar length, so where the
+    weights follow the length, dividing each batch by its own weights would
+    cancel them.
+    """
     if weights is None:
         return values.mean()
-    return (values * weights).sum() / weights.sum().clamp(min=1e-12)
+    return (values * weights).mean()
 
 
 class MaskedLanguageModel(nn.Module):

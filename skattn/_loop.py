@@ -14,7 +14,7 @@ import os
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import NamedTuple
 
@@ -210,6 +210,7 @@ def train(
     -------
     history : History
     """
+    data = _with_unit_mean_weights(data)
     lengths = data.encoded.document_lengths()
     token_budget = data.encoded.token_budget(batch_size)
     history = History(validation_scores=[] if validation is not None else None)
@@ -247,8 +248,7 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 loss, shapes = step.accumulate_gradients(data, rows, lengths, token_budget, rng, device, autocast)
                 norm = torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-                weight = len(rows) if data.weights is None else float(data.weights[rows].sum())
-                values.record(loss, norm, batch_number, weight)
+                values.record(loss, norm, batch_number, len(rows))
                 largest_norm = torch.maximum(largest_norm, norm.detach())
                 stepping = True
                 values.step()
@@ -379,6 +379,20 @@ class _Step:
     def close(self):
         """Drop the DistributedDataParallel wrapper (and its gradient hooks); the module stays."""
         self.wrapped = None
+
+
+def _with_unit_mean_weights(data):
+    """``data`` with its document weights scaled to a mean of 1 (see ``_heads.weighted_mean``).
+
+    The weights' scale then leaves the learning rate as it is, and a
+    weighted batch's loss stays comparable to an unweighted one's.
+    """
+    if data.weights is None:
+        return data
+    mean = float(np.mean(data.weights, dtype=np.float64))
+    if not mean > 0:
+        raise ValueError("Every training document has a weight of zero: nothing to learn from.")
+    return replace(data, weights=(data.weights / mean).astype(np.float32))
 
 
 def warn_if_not_converged(history, description, stacklevel, tol):

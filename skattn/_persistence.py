@@ -30,11 +30,11 @@ import safetensors.numpy
 import safetensors.torch
 import torch
 from sklearn.frozen import FrozenEstimator
-from tokenizers import Tokenizer
 
 from ._files import atomic_file
 from ._model import EncoderConfig
 from ._ngrams import fitted_ngram_marks, fitted_ngram_range, ngram_vocabulary, restore_ngram_vectorizer
+from ._text import tokenizer_from_json
 from ._versions import library_versions, warn_if_versions_differ
 
 FORMAT = "skattn-model"
@@ -48,7 +48,7 @@ MANIFEST = "manifest.json"
 _CURVES = ("loss_curve_", "grad_norm_curve_", "validation_scores_", "best_score_", "best_loss_", "n_iter_", "n_tokens_seen_")
 # How the last fit ran (devices, precision, how it read long texts); files written
 # before these existed load without them.
-_FIT_FACTS = ("fit_time_", "fit_device_", "fit_precision_", "_long_text_in_fit")
+_FIT_FACTS = ("fit_time_", "fit_device_", "fit_precision_", "_long_text_in_fit", "_tokenizer_in_fit")
 
 # Parameters that steer a run on one machine rather than describe the model:
 # saved as their defaults (a callable or a directory means nothing elsewhere).
@@ -279,13 +279,15 @@ def _read_estimator(archive, prefix, entry, path):
 
     checksums = entry["parts"]
     estimator.config_ = EncoderConfig(**fitted["config"])
-    tokenizer = Tokenizer.from_str(_read_part(archive, prefix + "tokenizer.json", checksums, path).decode("utf-8"))
+    tokenizer = tokenizer_from_json(_read_part(archive, prefix + "tokenizer.json", checksums, path).decode("utf-8"))
     estimator.tokenizer_ = tokenizer
     for name in _CURVES:
         setattr(estimator, name, fitted[name])
     for name in _FIT_FACTS:
         if name in fitted:
             setattr(estimator, name, fitted[name])
+    if not isinstance(getattr(estimator, "_tokenizer_in_fit", {}), dict):
+        raise ValueError("the manifest's _tokenizer_in_fit is not an object")
     if "classes" in fitted:
         estimator.classes_ = np.asarray(fitted["classes"]["values"], dtype=np.dtype(fitted["classes"]["dtype"]))
         estimator._multilabel = bool(fitted["multilabel"])

@@ -1,6 +1,7 @@
 """Validation of ``y`` for both estimators: classes, unlabeled rows, encoded targets."""
 
 import numpy as np
+import scipy.sparse
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d
 
@@ -41,6 +42,7 @@ class Targets:
         Parameters
         ----------
         y : array-like of shape (n_documents,) or (n_documents, n_labels)
+            A label-indicator matrix may be sparse.
         n_documents : int
         estimator : str
             Name of the estimator, for error messages.
@@ -48,8 +50,8 @@ class Targets:
             The set of classes, fixed beforehand (``partial_fit``): every
             label of ``y`` must belong to it.
         allow_unlabeled : bool, default=True
-            Whether ``-1`` in a numeric ``y`` marks an unlabeled row; if False
-            it is a class like any other.
+            Whether ``-1`` in a numeric ``y`` marks an unlabeled row; if False,
+            or if ``classes`` holds ``-1``, it is a class like any other.
         allow_multilabel : bool, default=True
             Whether a 2-D label-indicator ``y`` is accepted.
 
@@ -62,7 +64,11 @@ class Targets:
         """
         if y is None:
             raise ValueError(f"{estimator} requires y to be passed, but the target y is None.")
+        if classes is not None and np.isin(UNLABELED, np.asarray(classes, dtype=object)):
+            allow_unlabeled = False  # -1 declared a class is one
         y = y.to_numpy() if hasattr(y, "iloc") else y
+        if scipy.sparse.issparse(y):  # a label-indicator matrix, as MLPClassifier takes it
+            y = y.toarray()
         if not isinstance(y, np.ndarray) or y.dtype == object:
             _check_one_label_type(y, allow_unlabeled)
         y = np.asarray(y)

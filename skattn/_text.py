@@ -268,7 +268,26 @@ def train_tokenizer(documents, *, kind, vocab_size, lowercase):
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{CLS} $A {SEP}", special_tokens=[(CLS, CLS_ID), (SEP, SEP_ID)]
     )
+    return read_as_text(tokenizer)
+
+
+def read_as_text(tokenizer):
+    """``tokenizer``, set to read ``[PAD]``, ``[CLS]`` and the other special tokens written in a document as text.
+
+    Left as it is, a tokenizer takes "[PAD]" in a document for the padding
+    token, which the model skips, and "[SEP]" for the end of a window. The
+    setting is not part of the tokenizer's JSON, so it is made wherever a
+    tokenizer is built or read back (:func:`tokenizer_from_json`), and
+    checked again before encoding.
+    """
+    if not getattr(tokenizer, "encode_special_tokens", True):
+        tokenizer.encode_special_tokens = True
     return tokenizer
+
+
+def tokenizer_from_json(text):
+    """The tokenizer saved as ``text`` (``Tokenizer.to_str``), set by :func:`read_as_text`."""
+    return read_as_text(Tokenizer.from_str(text))
 
 
 class EncodedTexts:
@@ -353,6 +372,7 @@ def encode(tokenizer, documents, *, max_length, chunk=False):
     encoded : EncodedTexts
     """
     content = max_length - 2
+    tokenizer = read_as_text(tokenizer)
     if chunk:
         token_ids = [e.ids for e in tokenizer.encode_batch_fast(_private_copies(documents), add_special_tokens=False)]
     else:
@@ -382,8 +402,13 @@ def window_starts(n_tokens, content):
 # ASCII and common CJK punctuation (isolated by the pre-tokenizer) and CJK
 # ideographs (each its own word). Nothing here combines with what precedes it
 # under NFKC, so a text cut just before one tokenizes into the same leading
-# tokens as the whole text.
-_WORD_BOUNDARY = re.compile(r"[\s!-/:-@\[-`{-~\u3000-\u3002\u4e00-\u9fff\uff01-\uff0f\uff1a-\uff20]")
+# tokens as the whole text. The whitespace is Python's \s less the control
+# characters among it (\x0b, \x0c, \x1c-\x1f, \x85), which the normalizer
+# deletes instead of reading as spaces, so that they join the words around them.
+_WORD_BOUNDARY = re.compile(
+    r"[\t\n\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+    r"!-/:-@\[-`{-~\u3000-\u3002\u4e00-\u9fff\uff01-\uff0f\uff1a-\uff20]"
+)
 
 
 def _leading_token_ids(tokenizer, documents, n_tokens):

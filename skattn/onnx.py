@@ -21,11 +21,10 @@ import json
 import os
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from ._ngrams import restore_ngram_vectorizer, transform_ngrams
 from ._settle import FLOAT32_ROUNDING, HALF_ROUNDING, settle
-from ._text import check_documents, encode, length_batches
+from ._text import check_documents, encode, length_batches, tokenizer_from_json
 
 # 2: metadata "skattn.ngram_marks" (punctuation marks and symbols as n-gram words); a reader
 # of version 1 would silently drop them, so it must refuse the file.
@@ -154,7 +153,7 @@ class _OnnxPredictor:
 
     def __init__(self, session, metadata):
         self.session = session
-        self.tokenizer = Tokenizer.from_str(metadata["skattn.tokenizer"])
+        self.tokenizer = tokenizer_from_json(metadata["skattn.tokenizer"])
         self.max_length = int(metadata["skattn.max_length"])
         self.chunk = json.loads(metadata["skattn.chunk"])
         self.batch_size = int(metadata["skattn.batch_size"])

@@ -405,10 +405,12 @@ def test_float_minus_one_marks_unlabeled():
     texts = TOPIC_TEXTS[:12]
     y_int = [0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, -1]
     y_float = [float(v) for v in y_int]
-    model_float = AttentionClassifier(**FAST).fit(texts, y_float)
+    with pytest.warns(UserWarning, match="4 documents are labeled -1"):
+        model_float = AttentionClassifier(**FAST).fit(texts, y_float)
     np.testing.assert_array_equal(model_float.classes_, [0.0, 1.0])
     assert model_float.classes_.dtype.kind == "f"
-    model_int = AttentionClassifier(**FAST).fit(texts, y_int)
+    with pytest.warns(UserWarning, match="4 documents are labeled -1"):
+        model_int = AttentionClassifier(**FAST).fit(texts, y_int)
     np.testing.assert_array_equal(model_int.classes_, [0, 1])
     np.testing.assert_array_equal(model_float.predict_proba(texts), model_int.predict_proba(texts))
     assert model_float.n_iter_ == model_int.n_iter_

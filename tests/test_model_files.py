@@ -135,6 +135,12 @@ def _manifest_changed(**changes):
     return change
 
 
+def _tokenizer_facts_a_list(data):
+    manifest = json.loads(data)
+    manifest["fitted"]["_tokenizer_in_fit"] = []
+    return json.dumps(manifest).encode()
+
+
 @pytest.mark.parametrize(
     "damage, match",
     [
@@ -148,9 +154,10 @@ def _manifest_changed(**changes):
         (lambda p: _rewrite(p, "manifest.json", _manifest_changed(versions=[])), "its versions are a list, not an object"),
         (lambda p: _rewrite(p, "manifest.json", _manifest_changed(params=[])), "not a valid skattn model file"),
         (lambda p: _rewrite(p, "manifest.json", _manifest_changed(fitted="yes")), "not a valid skattn model file"),
+        (lambda p: _rewrite(p, "manifest.json", _tokenizer_facts_a_list), "_tokenizer_in_fit is not an object"),
     ],
     ids=["weights", "tokenizer", "newer format", "unknown class", "truncated", "empty", "no versions",
-         "versions a list", "params a list", "fitted a string"],
+         "versions a list", "params a list", "fitted a string", "tokenizer facts a list"],
 )
 def test_damaged_or_foreign_files_raise_model_file_error(fitted_classifier, tmp_path, damage, match):
     path = tmp_path / "model.skattn"

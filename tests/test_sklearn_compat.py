@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.utils import estimator_checks
@@ -237,6 +238,16 @@ def test_pipeline_with_encoder_and_logistic_regression():
     assert list(names) == [f"attentionencoder{i}" for i in range(TINY["d_model"])]
 
 
+def test_an_encoder_before_a_regressor_says_how_to_embed_for_it():
+    pipe = Pipeline([("enc", AttentionEncoder(**TINY)), ("ridge", Ridge())])
+    with pytest.raises(ValueError, match=r"this y is continuous; a Pipeline passes its target to every step"):
+        pipe.fit(TOPIC_TEXTS, np.linspace(0.0, 1.0, len(TOPIC_TEXTS)))
+    with pytest.raises(ValueError, match=r"this y is multilabel-indicator"):
+        AttentionEncoder(**TINY).fit(TOPIC_TEXTS, np.eye(3, dtype=int)[TOPIC_LABELS])
+    frozen = Pipeline([("enc", FrozenEstimator(AttentionEncoder(**TINY).fit(TOPIC_TEXTS))), ("ridge", Ridge())])
+    assert frozen.fit(TOPIC_TEXTS, np.linspace(0.0, 1.0, len(TOPIC_TEXTS))).predict(TOPIC_TEXTS).shape == (len(TOPIC_TEXTS),)
+
+
 def test_grid_search_in_parallel():
     search = GridSearchCV(AttentionClassifier(**TINY), {"d_model": [8, 16]}, cv=2, n_jobs=2)
     search.fit(TOPIC_TEXTS, TOPIC_LABELS)
@@ -346,7 +357,8 @@ def test_unlabeled_samples_marked_minus_one():
     extra = ["quarterly profits beat forecasts", "fans cheered the winning team", "cloudy with showers"]
     texts = TOPIC_TEXTS + extra
     labels = TOPIC_LABELS + [-1] * len(extra)
-    clf = AttentionClassifier(**TINY).fit(texts, labels)
+    with pytest.warns(UserWarning, match="3 documents are labeled -1, which marks an unlabeled document"):
+        clf = AttentionClassifier(**TINY).fit(texts, labels)
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
     assert set(clf.predict(texts)) <= {0, 1, 2}
     assert clf.predict_proba(texts).shape == (len(texts), 3)
@@ -384,8 +396,6 @@ class _CountingEncoder(AttentionEncoder):
 
 @pytest.mark.parametrize("frozen", [False, True])
 def test_one_pretraining_serves_a_grid_search_when_frozen(frozen):
-    from sklearn.frozen import FrozenEstimator
-
     _CountingEncoder.fits = 0
     encoder = _CountingEncoder(**TINY).fit(TOPIC_TEXTS)
     proba_before = encoder.transform(TOPIC_TEXTS)

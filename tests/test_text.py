@@ -14,10 +14,15 @@ from skattn._text import (
     PAD_ID,
     SEP_ID,
     SPECIAL_TOKENS,
+    UNK_ID,
+    _WORD_BOUNDARY,
+    _normalizer,
+    _pre_tokenizer,
     default_pad_multiple,
     encode,
     length_batches,
     pad,
+    tokenizer_from_json,
     train_tokenizer,
 )
 
@@ -182,8 +187,10 @@ def _recording(tokenizer, seen):
         " ".join(TOPIC_TEXTS) * 200,  # about 100 kB of English
         "".join(CHINESE) * 1000,  # no spaces, one word per character
         "stocks " + "x" * 50_000 + " fell",  # one enormous word
+        # A control character the normalizer deletes joins the two runs into one word.
+        "stocks " + "x" * 800 + "\x1c" + "y" * 800 + " fell",
     ],
-    ids=["english", "chinese", "giant-word"],
+    ids=["english", "chinese", "giant-word", "control-joined-word"],
 )
 def test_truncation_tokenizes_a_prefix_and_keeps_the_same_tokens(text):
     tokenizer = train_tokenizer(TOPIC_TEXTS + CHINESE, kind="wordpiece", vocab_size=300, lowercase=True)
@@ -194,6 +201,28 @@ def test_truncation_tokenizes_a_prefix_and_keeps_the_same_tokens(text):
     if "x" * 1000 not in text:
         assert max(seen) < 2_000  # a prefix, not the whole text
 
+
+
+def test_special_tokens_written_in_a_document_are_read_as_text():
+    tokenizer = train_tokenizer(TOPIC_TEXTS, kind="wordpiece", vocab_size=300, lowercase=True)
+    restored = tokenizer_from_json(tokenizer.to_str())  # as after pickling or loading a model file
+    for reader in (tokenizer, restored):
+        (window,) = encode(reader, ["stocks [PAD] fell [SEP] [CLS] [MASK]"], max_length=32).windows
+        assert window[0] == CLS_ID and window[-1] == SEP_ID
+        assert not set(window[1:-1].tolist()) & set(range(len(SPECIAL_TOKENS))) - {UNK_ID}
+
+
+def test_every_word_boundary_of_truncation_ends_a_word_for_the_tokenizer():
+    # Truncation cuts long texts before these characters; one that the
+    # normalizer deleted instead would cut a word in two.
+    normalizer, pre_tokenizer = _normalizer(lowercase=True), _pre_tokenizer()
+    boundaries = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000 and _WORD_BOUNDARY.match(chr(c))]
+    joined = [
+        hex(ord(c))
+        for c in boundaries
+        if [w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(f"ab{c}cd"))][:1] != ["ab"]
+    ]
+    assert len(boundaries) > 20_000 and joined == []
 
 
 @pytest.mark.parametrize("chunk", [False, True])

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse
 import sklearn
 import torch
 from sklearn.exceptions import ConvergenceWarning
@@ -352,6 +353,48 @@ def test_sample_weight_weighs_the_loss():
         AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS, sample_weight=-np.ones(len(TOPIC_TEXTS)))
 
 
+def _short_and_long_classes():
+    # Class "l" is every long document, so batches grouped by length hold one class each.
+    words = "ab cd ef gh ij kl mn op".split()
+    texts = [f"good {w}" for w in words] * 2
+    texts += [f"the plot of this film was {w} and {w} again and again until the end" for w in words] * 2
+    return texts, np.array(["s"] * 16 + ["l"] * 16)
+
+
+@pytest.mark.parametrize("weighting", ["sample_weight", "class_weight"])
+def test_weights_weigh_even_where_they_follow_the_length_of_the_documents(weighting):
+    texts, labels = _short_and_long_classes()
+    params = dict(QUIET, max_epochs=3, precision="fp32")
+    unweighted = _fit_on(texts, labels, **params).predict_proba(texts)[:, 0].mean()  # classes_ = ["l", "s"]
+    if weighting == "sample_weight":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = AttentionClassifier(**params).fit(texts, labels, sample_weight=np.where(labels == "l", 50.0, 1.0))
+    else:
+        clf = _fit_on(texts, labels, **params, class_weight={"l": 50.0, "s": 1.0})
+    assert clf.predict_proba(texts)[:, 0].mean() > unweighted + 0.01
+
+
+def test_only_the_ratios_of_sample_weights_matter_and_all_zero_weights_are_refused():
+    texts, labels = _short_and_long_classes()
+    weights = np.where(labels == "l", 3.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        once = AttentionClassifier(**QUIET).fit(texts, labels, sample_weight=weights).predict_proba(texts)
+        scaled = AttentionClassifier(**QUIET).fit(texts, labels, sample_weight=weights * 1000).predict_proba(texts)
+    np.testing.assert_allclose(scaled, once, atol=1e-5)
+    with pytest.raises(ValueError, match="give every labeled training document a weight of zero"):
+        AttentionClassifier(**TINY, class_weight={"l": 0.0, "s": 1.0}).fit(texts, labels, sample_weight=(labels == "l") * 1.0)
+
+
+def test_the_loss_of_a_batch_grows_with_its_weights():
+    from skattn._heads import weighted_mean
+
+    values = torch.tensor([1.0, 2.0, 3.0])
+    assert float(weighted_mean(values, torch.full((3,), 3.0))) == pytest.approx(6.0)
+    assert float(weighted_mean(values, None)) == pytest.approx(2.0)
+
+
 def test_sample_weight_routes_through_pipeline_and_grid_search():
     weights = np.linspace(0.5, 2.0, len(TOPIC_TEXTS))
     with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True):
@@ -400,6 +443,14 @@ def test_multilabel_indicator_targets():
     assert clf.decision_function(TOPIC_TEXTS).shape == y.shape
     with pytest.raises(ValueError, match="class_weight is not supported with multilabel"):
         AttentionClassifier(**TINY, class_weight="balanced").fit(TOPIC_TEXTS, y)
+
+
+def test_a_sparse_label_indicator_matrix_is_read_as_the_dense_one():
+    y = _multilabel_corpus()
+    dense = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, y)
+    sparse = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, scipy.sparse.csr_matrix(y))
+    assert sparse.classes_.tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(sparse.predict_proba(TOPIC_TEXTS), dense.predict_proba(TOPIC_TEXTS))
 
 
 # -- logit adjustment --------------------------------------------------------------------
@@ -761,6 +812,8 @@ def test_early_stopping_on_too_little_data_names_validation_fraction():
         (dict(max_length=16), "max_length=16"),
         (dict(ngram_range=None), "ngram_range=None (the fitted model's is (1, 2))"),
         (dict(ngram_range=(1, 3)), "ngram_range=(1, 3)"),
+        (dict(vocab_size=150), "vocab_size=150 (the fitted model's is 200)"),
+        (dict(tokenizer="bpe", lowercase=False), "tokenizer='bpe' (the fitted model's is 'wordpiece'), lowercase=False"),
     ],
 )
 def test_a_continued_fit_refuses_parameters_that_describe_another_model(change, named):
@@ -791,6 +844,24 @@ def test_validation_scores_stay_aligned_with_the_loss_curve_across_continued_fit
     scores = model.validation_scores_
     assert len(scores) == len(model.loss_curve_) == 5
     assert np.isnan(scores[:2]).all() and np.isfinite(scores[2:4]).all() and np.isnan(scores[4])
+
+
+def test_partial_fit_trains_on_minus_one_when_the_classes_declare_it():
+    labels = [label - 1 for label in TOPIC_LABELS]  # -1, 0, 1
+    model = AttentionClassifier(**dict(QUIET, learning_rate=1e-2))
+    for _ in range(15):
+        model.partial_fit(TOPIC_TEXTS, labels, classes=[-1, 0, 1])
+    assert model.classes_.tolist() == [-1, 0, 1]
+    assert model.score(TOPIC_TEXTS, labels) > 0.8
+
+
+def test_partial_fit_refuses_balanced_class_weights():
+    model = AttentionClassifier(**dict(QUIET, class_weight="balanced"))
+    with pytest.raises(ValueError, match=r"class_weight='balanced' is not supported by partial_fit"):
+        model.partial_fit(TOPIC_TEXTS[:4], TOPIC_LABELS[:4], classes=[0, 1, 2])
+    assert not hasattr(model, "model_")
+    model.set_params(class_weight={0: 1.0, 1: 2.0, 2: 1.0}).partial_fit(TOPIC_TEXTS[:4], TOPIC_LABELS[:4], classes=[0, 1, 2])
+    assert model.n_iter_ == 1
 
 
 def test_partial_fit_refuses_resume(tmp_path):
