@@ -159,6 +159,8 @@ class _AttentionBase(BaseEstimator):
         weights = _check_sample_weight(sample_weight, np.empty((len(documents), 0)), dtype=np.float32)
         if not np.all(np.isfinite(weights)) or np.any(weights < 0):
             raise ValueError("sample_weight must be finite and non-negative.")
+        if not weights.any():
+            raise ValueError("sample_weight is zero for every document: there is nothing to learn from.")
         return weights
 
     def _warm(self):
@@ -182,7 +184,7 @@ class _AttentionBase(BaseEstimator):
         changed += [
             f"{name}={getattr(shaping, name)!r} (the fitted model's is {value!r})"
             for name, value in recorded.items()
-            if getattr(shaping, name) != value
+            if getattr(shaping, name, value) != value
         ]
         changed += self._changed_continued_params()
         if changed:
@@ -307,12 +309,14 @@ class _AttentionBase(BaseEstimator):
         max_epochs=None,
         constant_learning_rate=False,
         optimizer_state=None,
+        weight_scale=None,
     ):
         """Train ``module`` in place with this estimator's training parameters.
 
         ``module`` brings its own ``parameter_groups``. ``partial_fit`` passes
-        ``max_epochs=1``, a constant learning rate and the optimizer state of
-        its previous call.
+        ``max_epochs=1``, a constant learning rate, the optimizer state of
+        its previous call and the divisor of the document weights of its
+        first call (see ``_loop.train``).
 
         Returns
         -------
@@ -360,6 +364,7 @@ class _AttentionBase(BaseEstimator):
             callbacks=self.callbacks or (),
             advice=f"Try a lower learning_rate (now {self.learning_rate}) or precision='fp32'.",
             replicas=replicas,
+            weight_scale=weight_scale,
         )
         return history, optimizer.state_dict()
 

@@ -289,8 +289,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             unlabeled document.
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each document in the loss: a weight of 2 counts about
-            as much as the document twice. Only the ratios matter: the
-            weights are scaled to a mean of 1 over the documents trained on.
+            as much as the document twice. Weights (times ``class_weight``)
+            are divided by the mean weight of the first call, so that every
+            call of a stream weighs on the same scale.
 
         Returns
         -------
@@ -364,9 +365,16 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     def _fit(self, documents, targets, weights, *, warm, partial):
         """Train from ``fit`` or ``partial_fit``; set fitted attributes only at the end."""
         started = time.perf_counter()
-        if self.encoder is None and not targets.labeled.all():
-            _warn_unlabeled_without_encoder(int(np.sum(~targets.labeled)))
+        if not targets.labeled.all() and (warm or not self._pretrains_an_encoder()):
+            _warn_unused_unlabeled(int(np.sum(~targets.labeled)))
         class_weight = self._class_weights(targets)
+        rows = np.flatnonzero(targets.labeled)
+        document_weights = _document_weights(weights, class_weight, targets.encoded, rows)
+        weight_scale = None
+        if partial:  # the first call's mean weight, so that later calls weigh against it
+            weight_scale = getattr(self, "_partial_weight_scale", None) if warm else None
+            if weight_scale is None:
+                weight_scale = 1.0 if document_weights is None else float(np.mean(document_weights, dtype=np.float64))
         class_counts = self._class_counts(targets, partial)
         logit_offset = self._logit_offset(targets, class_counts)
         self._check_same_inputs(documents, targets.encoded, targets.classes, weights)
@@ -380,14 +388,13 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             )
             scale = 1.0 if vectorizer is None else self._encoder_logit_scale(documents, module, warm)
             module.to(device).encoder_scale.fill_(scale)  # unused without the n-gram path
-            rows = np.flatnonzero(targets.labeled)
             encoded = self._encode(tokenizer, config, [documents[i] for i in rows], long_text=self._long_text_to_fit())
             if pretrained is not None:
                 _warn_if_mostly_unknown(encoded)
             data = TrainingData(
                 encoded,
                 targets=targets.encoded[rows],
-                weights=_document_weights(weights, class_weight, targets.encoded, rows),
+                weights=document_weights,
                 features=None if ngrams is None else ngrams.subset(rows),
             )
             options = {}
@@ -396,6 +403,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
                     max_epochs=1,
                     constant_learning_rate=True,
                     optimizer_state=getattr(self, "_optimizer_state", None),
+                    weight_scale=weight_scale,
                 )
                 validation = None
             else:
@@ -425,8 +433,10 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         if partial:
             self._optimizer_state = optimizer_state
             self._partial_class_counts = class_counts
+            self._partial_weight_scale = weight_scale
         else:
             self.__dict__.pop("_partial_class_counts", None)
+            self.__dict__.pop("_partial_weight_scale", None)
             # A later partial_fit starts a fresh optimizer on this new model.
             self.__dict__.pop("_optimizer_state", None)
         return self
@@ -610,6 +620,16 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
 
     # -- fit helpers -----------------------------------------------------------
 
+    def _pretrains_an_encoder(self):
+        """Whether ``fit`` pretrains ``encoder`` on its documents: it is given and unfitted."""
+        if self.encoder is None:
+            return False
+        try:
+            check_is_fitted(_unfrozen(self.encoder))
+        except NotFittedError:
+            return True
+        return False
+
     def _pretrained_encoder(self, documents, torch_seed):
         """Tokenizer, config and a private copy of the encoder module to fine-tune.
 
@@ -640,12 +660,18 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         return self if self.encoder is None else _unfrozen(self.encoder)
 
     def _changed_continued_params(self):
-        if isinstance(self.ngram_range, str):
-            return []  # "auto" keeps what the first fit chose
-        wanted = None if self.ngram_range is None else tuple(self.ngram_range)
         vectorizer = self.ngram_vectorizer_
+        changed = []
+        if self.encoder is not None and vectorizer is not None and vectorizer.lowercase != self.lowercase:
+            # The encoder's tokenizer is compared with the encoder's parameters; the n-gram path reads this one.
+            changed.append(f"lowercase={self.lowercase!r} (the fitted n-gram path's is {vectorizer.lowercase!r})")
+        if isinstance(self.ngram_range, str):
+            return changed  # "auto" keeps what the first fit chose
+        wanted = None if self.ngram_range is None else tuple(self.ngram_range)
         fitted = None if vectorizer is None else fitted_ngram_range(vectorizer)
-        return [] if wanted == fitted else [f"ngram_range={self.ngram_range!r} (the fitted model's is {fitted!r})"]
+        if wanted != fitted:
+            changed.append(f"ngram_range={self.ngram_range!r} (the fitted model's is {fitted!r})")
+        return changed
 
     def _encoder_logit_scale(self, documents, module, warm):
         """``encoder_logit_scale``, or for ``"auto"`` the factor that suits ``documents``.
@@ -730,12 +756,13 @@ AttentionClassifier.__doc__ = (
 UNKNOWN_TOKEN_WARNING_SHARE = 0.1
 
 
-def _warn_unlabeled_without_encoder(n_unlabeled):
-    """Say that documents labeled -1 go unused in classification, in case -1 was meant as a class."""
+def _warn_unused_unlabeled(n_unlabeled):
+    """Say that documents labeled -1 pretrain no encoder, in case -1 was meant as a class."""
     warnings.warn(
-        f"{n_unlabeled} documents are labeled -1, which marks an unlabeled document: they train "
-        f"the tokenizer only, since there is no encoder to pretrain on them. If -1 is a class, "
-        f"map it to another value; to learn from unlabeled documents, pass encoder=AttentionEncoder().",
+        f"{n_unlabeled} documents are labeled -1, which marks an unlabeled document: they are left "
+        f"out of the loss, and with no unfitted encoder to pretrain on them they serve at most the "
+        f"tokenizer's and the n-gram path's vocabularies. If -1 is a class, map it to another value; "
+        f"to learn from unlabeled documents, pass an unfitted encoder=AttentionEncoder().",
         UserWarning,
         stacklevel=4,
     )
@@ -786,7 +813,7 @@ def _document_weights(sample_weight, class_weight, encoded_targets, rows):
     -------
     weights : numpy.ndarray of float32 of shape (len(rows),) or None
     """
-    if sample_weight is None and class_weight is None:
+    if (sample_weight is None and class_weight is None) or len(rows) == 0:
         return None
     weights = np.ones(len(rows), dtype=np.float32) if sample_weight is None else sample_weight[rows].astype(np.float32)
     if class_weight is not None:

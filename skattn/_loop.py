@@ -156,6 +156,7 @@ def train(
     callbacks=(),
     advice="",
     replicas=None,
+    weight_scale=None,
 ):
     """Train ``module`` in place.
 
@@ -205,12 +206,16 @@ def train(
         rank 0 writes checkpoints. A ``KeyboardInterrupt`` then fails the
         run instead of stopping it cleanly, since the other ranks cannot be
         told in time.
+    weight_scale : float, default=None
+        The document weights of ``data`` and ``validation`` are divided by
+        this (see ``_heads.weighted_mean``); None divides them by the mean
+        weight of ``data``, so that only their ratios matter.
 
     Returns
     -------
     history : History
     """
-    data = _with_unit_mean_weights(data)
+    data, validation = _scaled_weights(data, validation, weight_scale)
     lengths = data.encoded.document_lengths()
     token_budget = data.encoded.token_budget(batch_size)
     history = History(validation_scores=[] if validation is not None else None)
@@ -381,18 +386,27 @@ class _Step:
         self.wrapped = None
 
 
-def _with_unit_mean_weights(data):
-    """``data`` with its document weights scaled to a mean of 1 (see ``_heads.weighted_mean``).
+def _scaled_weights(data, validation, scale):
+    """``data`` and ``validation`` with their document weights divided by ``scale`` (None: the mean weight of ``data``).
 
-    The weights' scale then leaves the learning rate as it is, and a
-    weighted batch's loss stays comparable to an unweighted one's.
+    At a mean of 1 the weights leave the learning rate as it is, a weighted
+    batch's loss stays comparable to an unweighted one's, and validation
+    losses do not grow with the weights' scale.
     """
     if data.weights is None:
-        return data
-    mean = float(np.mean(data.weights, dtype=np.float64))
-    if not mean > 0:
-        raise ValueError("Every training document has a weight of zero: nothing to learn from.")
-    return replace(data, weights=(data.weights / mean).astype(np.float32))
+        return data, validation
+    if scale is None:
+        scale = float(np.mean(data.weights, dtype=np.float64))
+        if not scale > 0:
+            held_out = "" if validation is None else " (early_stopping's validation split holds every weighted one)"
+            raise ValueError(f"Every training document has a weight of zero{held_out}: nothing to learn from.")
+
+    def scaled(part):
+        if part is None or part.weights is None:
+            return part
+        return replace(part, weights=(part.weights / scale).astype(np.float32))
+
+    return scaled(data), scaled(validation)
 
 
 def warn_if_not_converged(history, description, stacklevel, tol):

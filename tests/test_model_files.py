@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import stat
 import subprocess
 import sys
@@ -165,6 +166,14 @@ def test_damaged_or_foreign_files_raise_model_file_error(fitted_classifier, tmp_
     damage(path)
     with pytest.raises(ModelFileError, match=match):
         skattn.load(path)
+
+
+def test_loaded_and_unpickled_tokenizers_read_special_tokens_as_text(fitted_classifier, tmp_path):
+    path = tmp_path / "model.skattn"
+    fitted_classifier.save(path)
+    for model in (skattn.load(path), pickle.loads(pickle.dumps(fitted_classifier))):
+        assert model.tokenizer_.encode_special_tokens
+        assert model.tokenizer_.encode("[PAD]", add_special_tokens=False).tokens != ["[PAD]"]
 
 
 def test_a_pickle_is_not_a_model_file(fitted_classifier, tmp_path):

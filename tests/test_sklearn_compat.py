@@ -357,7 +357,7 @@ def test_unlabeled_samples_marked_minus_one():
     extra = ["quarterly profits beat forecasts", "fans cheered the winning team", "cloudy with showers"]
     texts = TOPIC_TEXTS + extra
     labels = TOPIC_LABELS + [-1] * len(extra)
-    with pytest.warns(UserWarning, match="3 documents are labeled -1, which marks an unlabeled document"):
+    with pytest.warns(UserWarning, match="3 documents are labeled -1, which marks an unlabeled document: they are left out of the loss"):
         clf = AttentionClassifier(**TINY).fit(texts, labels)
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
     assert set(clf.predict(texts)) <= {0, 1, 2}

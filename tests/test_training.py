@@ -14,6 +14,7 @@ import scipy.sparse
 import sklearn
 import torch
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
@@ -385,6 +386,34 @@ def test_only_the_ratios_of_sample_weights_matter_and_all_zero_weights_are_refus
     np.testing.assert_allclose(scaled, once, atol=1e-5)
     with pytest.raises(ValueError, match="give every labeled training document a weight of zero"):
         AttentionClassifier(**TINY, class_weight={"l": 0.0, "s": 1.0}).fit(texts, labels, sample_weight=(labels == "l") * 1.0)
+
+
+def test_the_scale_of_the_weights_leaves_early_stopping_as_it_was():
+    weights = np.linspace(0.5, 2.0, len(TOPIC_TEXTS))
+    params = dict(QUIET, early_stopping=True, validation_fraction=0.25, max_epochs=3, precision="fp32")
+    scores = [
+        AttentionEncoder(**params).fit(TOPIC_TEXTS, sample_weight=weights * scale).validation_scores_
+        for scale in (1.0, 1000.0)
+    ]
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-4)
+
+
+def test_partial_fit_weighs_each_call_against_the_first():
+    # One batch per call, so a call's loss is read before its only update.
+    params = dict(QUIET, batch_size=64, precision="fp32")
+    plain, weighted = AttentionClassifier(**params), AttentionClassifier(**params)
+    for model in (plain, weighted):
+        model.partial_fit(TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2])
+    plain.partial_fit(TOPIC_TEXTS[:6], TOPIC_LABELS[:6])
+    weighted.partial_fit(TOPIC_TEXTS[:6], TOPIC_LABELS[:6], sample_weight=np.full(6, 3.0))
+    assert weighted.loss_curve_[-1] == pytest.approx(3 * plain.loss_curve_[-1], rel=1e-4)
+
+
+def test_a_partial_fit_call_without_labeled_documents_accepts_weights():
+    model = AttentionClassifier(**dict(QUIET, class_weight={0: 1.0, 1: 2.0, 2: 1.0}))
+    model.partial_fit(TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2])
+    with pytest.warns(UserWarning, match="labeled -1"):
+        model.partial_fit(TOPIC_TEXTS[:4], [-1] * 4, sample_weight=np.ones(4))
 
 
 def test_the_loss_of_a_batch_grows_with_its_weights():
@@ -825,6 +854,13 @@ def test_a_continued_fit_refuses_parameters_that_describe_another_model(change, 
         with pytest.raises(ValueError, match=re.escape(f"{how} continues the fitted model, which these parameters would change: {named}")):
             getattr(model, call)(TOPIC_TEXTS, TOPIC_LABELS)
         np.testing.assert_array_equal(model.predict_proba(TOPIC_TEXTS), before)
+
+
+def test_a_continued_fit_with_an_encoder_refuses_another_lowercase_for_the_ngram_path():
+    encoder = AttentionEncoder(**dict(TINY, max_epochs=1)).fit(TOPIC_TEXTS)
+    model = _fit_on(TOPIC_TEXTS, TOPIC_LABELS, encoder=FrozenEstimator(encoder), warm_start=True, max_epochs=1)
+    with pytest.raises(ValueError, match=re.escape("lowercase=False (the fitted n-gram path's is True)")):
+        model.set_params(lowercase=False).fit(TOPIC_TEXTS, TOPIC_LABELS)
 
 
 def test_a_continued_fit_takes_unchanged_or_training_parameters():
