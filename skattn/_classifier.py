@@ -23,7 +23,14 @@ from ._heads import SequenceClassifier, classification_loss
 from ._loop import TrainingData, to_device, warn_if_not_converged
 from ._model import TextEncoder
 from ._ngram_path import NgramPath, rename_legacy_weights
-from ._ngrams import NgramFeatures, fit_ngram_vectorizer, fitted_ngram_range, transform_ngrams, written_without_spaces
+from ._ngrams import (
+    NgramFeatures,
+    fit_ngram_vectorizer,
+    fitted_ngram_lowercase,
+    fitted_ngram_range,
+    transform_ngrams,
+    written_without_spaces,
+)
 from ._settle import settle as settle_by_ngrams
 from ._shortcut import encoder_logit_bounds, rounding_allowance
 from ._targets import Targets, check_classes
@@ -365,13 +372,13 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     def _fit(self, documents, targets, weights, *, warm, partial):
         """Train from ``fit`` or ``partial_fit``; set fitted attributes only at the end."""
         started = time.perf_counter()
-        if not targets.labeled.all() and (warm or not self._pretrains_an_encoder()):
+        if not targets.labeled.all() and not self._pretrains_an_encoder():
             _warn_unused_unlabeled(int(np.sum(~targets.labeled)))
         class_weight = self._class_weights(targets)
         rows = np.flatnonzero(targets.labeled)
         document_weights = _document_weights(weights, class_weight, targets.encoded, rows)
         weight_scale = None
-        if partial:  # the first call's mean weight, so that later calls weigh against it
+        if partial and len(rows):  # the first call's mean weight, so that later calls weigh against it
             weight_scale = getattr(self, "_partial_weight_scale", None) if warm else None
             if weight_scale is None:
                 weight_scale = 1.0 if document_weights is None else float(np.mean(document_weights, dtype=np.float64))
@@ -433,7 +440,8 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         if partial:
             self._optimizer_state = optimizer_state
             self._partial_class_counts = class_counts
-            self._partial_weight_scale = weight_scale
+            if weight_scale is not None:  # None: a call without labeled documents sets none
+                self._partial_weight_scale = weight_scale
         else:
             self.__dict__.pop("_partial_class_counts", None)
             self.__dict__.pop("_partial_weight_scale", None)
@@ -662,9 +670,10 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     def _changed_continued_params(self):
         vectorizer = self.ngram_vectorizer_
         changed = []
-        if self.encoder is not None and vectorizer is not None and vectorizer.lowercase != self.lowercase:
+        if self.encoder is not None and vectorizer is not None and fitted_ngram_lowercase(vectorizer) != self.lowercase:
             # The encoder's tokenizer is compared with the encoder's parameters; the n-gram path reads this one.
-            changed.append(f"lowercase={self.lowercase!r} (the fitted n-gram path's is {vectorizer.lowercase!r})")
+            fitted = fitted_ngram_lowercase(vectorizer)
+            changed.append(f"lowercase={self.lowercase!r} (the fitted n-gram path's is {fitted!r})")
         if isinstance(self.ngram_range, str):
             return changed  # "auto" keeps what the first fit chose
         wanted = None if self.ngram_range is None else tuple(self.ngram_range)

@@ -203,6 +203,11 @@ def fitted_ngram_range(vectorizer):
     return vectorizer.analyzer.ngram_range
 
 
+def fitted_ngram_lowercase(vectorizer):
+    """Whether a vectorizer of :func:`fit_ngram_vectorizer` lowercases documents before splitting them."""
+    return vectorizer.analyzer.lowercase
+
+
 def fitted_ngram_marks(vectorizer):
     """Whether a vectorizer of :func:`fit_ngram_vectorizer` counts punctuation marks and symbols as words."""
     return vectorizer.analyzer.marks

@@ -48,7 +48,7 @@ MANIFEST = "manifest.json"
 _CURVES = ("loss_curve_", "grad_norm_curve_", "validation_scores_", "best_score_", "best_loss_", "n_iter_", "n_tokens_seen_")
 # How the last fit ran (devices, precision, how it read long texts); files written
 # before these existed load without them.
-_FIT_FACTS = ("fit_time_", "fit_device_", "fit_precision_", "_long_text_in_fit", "_tokenizer_in_fit")
+_FIT_FACTS = ("fit_time_", "fit_device_", "fit_precision_", "_long_text_in_fit", "_tokenizer_in_fit", "_partial_weight_scale")
 
 # Parameters that steer a run on one machine rather than describe the model:
 # saved as their defaults (a callable or a directory means nothing elsewhere).
@@ -288,6 +288,9 @@ def _read_estimator(archive, prefix, entry, path):
             setattr(estimator, name, fitted[name])
     if not isinstance(getattr(estimator, "_tokenizer_in_fit", {}), dict):
         raise ValueError("the manifest's _tokenizer_in_fit is not an object")
+    scale = getattr(estimator, "_partial_weight_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
+        raise ValueError("the manifest's _partial_weight_scale is not a positive number")
     if "classes" in fitted:
         estimator.classes_ = np.asarray(fitted["classes"]["values"], dtype=np.dtype(fitted["classes"]["dtype"]))
         estimator._multilabel = bool(fitted["multilabel"])

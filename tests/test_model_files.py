@@ -168,6 +168,13 @@ def test_damaged_or_foreign_files_raise_model_file_error(fitted_classifier, tmp_
         skattn.load(path)
 
 
+def test_a_stream_keeps_its_weight_scale_through_a_model_file(tmp_path):
+    weights = np.full(len(TOPIC_TEXTS), 2.0)
+    model = AttentionClassifier(**TINY).partial_fit(TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2], sample_weight=weights)
+    model.save(tmp_path / "model.skattn")
+    assert skattn.load(tmp_path / "model.skattn")._partial_weight_scale == 2.0
+
+
 def test_loaded_and_unpickled_tokenizers_read_special_tokens_as_text(fitted_classifier, tmp_path):
     path = tmp_path / "model.skattn"
     fitted_classifier.save(path)

@@ -856,11 +856,25 @@ def test_a_continued_fit_refuses_parameters_that_describe_another_model(change, 
         np.testing.assert_array_equal(model.predict_proba(TOPIC_TEXTS), before)
 
 
-def test_a_continued_fit_with_an_encoder_refuses_another_lowercase_for_the_ngram_path():
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_a_continued_fit_with_an_encoder_refuses_another_lowercase_for_the_ngram_path(lowercase):
     encoder = AttentionEncoder(**dict(TINY, max_epochs=1)).fit(TOPIC_TEXTS)
-    model = _fit_on(TOPIC_TEXTS, TOPIC_LABELS, encoder=FrozenEstimator(encoder), warm_start=True, max_epochs=1)
-    with pytest.raises(ValueError, match=re.escape("lowercase=False (the fitted n-gram path's is True)")):
-        model.set_params(lowercase=False).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    params = dict(encoder=FrozenEstimator(encoder), warm_start=True, max_epochs=1, lowercase=lowercase)
+    model = _fit_on(TOPIC_TEXTS, TOPIC_LABELS, **params)
+    model.fit(TOPIC_TEXTS, TOPIC_LABELS)  # unchanged: continues
+    assert model.n_iter_ == 2
+    with pytest.raises(ValueError, match=re.escape(f"lowercase={not lowercase} (the fitted n-gram path's is {lowercase})")):
+        model.set_params(lowercase=not lowercase).fit(TOPIC_TEXTS, TOPIC_LABELS)
+
+
+def test_a_stream_that_pretrained_its_encoder_takes_unlabeled_documents_without_a_warning():
+    model = AttentionClassifier(**dict(QUIET, encoder=AttentionEncoder(**dict(TINY, max_epochs=1))))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.partial_fit(TOPIC_TEXTS, TOPIC_LABELS[:12] + [-1] * 6, classes=[0, 1, 2])
+        model.partial_fit(TOPIC_TEXTS, [-1] * 6 + TOPIC_LABELS[6:])
+    assert model.n_iter_ == 2
+    assert not [w for w in caught if "labeled -1" in str(w.message)]
 
 
 def test_a_continued_fit_takes_unchanged_or_training_parameters():
