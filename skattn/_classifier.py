@@ -647,9 +647,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         if self.encoder is None:
             return None
         encoder = _unfrozen(self.encoder)
-        try:
-            check_is_fitted(encoder)
-        except NotFittedError:
+        if self._pretrains_an_encoder():
             encoder = clone(encoder)
             if encoder.random_state is None:
                 encoder.set_params(random_state=torch_seed)
@@ -670,10 +668,11 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
     def _changed_continued_params(self):
         vectorizer = self.ngram_vectorizer_
         changed = []
-        if self.encoder is not None and vectorizer is not None and fitted_ngram_lowercase(vectorizer) != self.lowercase:
+        if self.encoder is not None and vectorizer is not None:
             # The encoder's tokenizer is compared with the encoder's parameters; the n-gram path reads this one.
             fitted = fitted_ngram_lowercase(vectorizer)
-            changed.append(f"lowercase={self.lowercase!r} (the fitted n-gram path's is {fitted!r})")
+            if fitted != self.lowercase:
+                changed.append(f"lowercase={self.lowercase!r} (the fitted n-gram path's is {fitted!r})")
         if isinstance(self.ngram_range, str):
             return changed  # "auto" keeps what the first fit chose
         wanted = None if self.ngram_range is None else tuple(self.ngram_range)

@@ -138,9 +138,9 @@ def weighted_mean(values, weights):
     The training loop scales the weights to a mean of 1 over the training
     data (``partial_fit``: over its first call's), so the division is by the
     number of values, not by their weights' sum: a batch of heavy documents
-    then counts for more than a batch of light ones. Batches group documents of similar length, so where the
-    weights follow the length, dividing each batch by its own weights would
-    cancel them.
+    then counts for more than a batch of light ones. Batches group documents
+    of similar length, so where the weights follow the length, dividing each
+    batch by its own weights would cancel them.
     """
     if weights is None:
         return values.mean()
