@@ -14,6 +14,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
@@ -579,7 +580,12 @@ class _AttentionBase(BaseEstimator):
 
     def __getstate__(self):
         state = dict(super().__getstate__())
-        state["_saved_with"] = library_versions()
+        if not state.pop("_versions_recorded_by_owner", False):
+            state["_saved_with"] = library_versions()
+        if state.get("encoder") is not None:
+            # This estimator's record of versions covers the encoder it holds, so
+            # unpickling warns once, naming the estimator the user pickled.
+            state["encoder"] = _without_version_record(state["encoder"])
         # An optimizer kept for partial_fit is not shipped; a reloaded model
         # continues partial_fit with a fresh one.
         state.pop("_optimizer_state", None)
@@ -616,6 +622,19 @@ class _AttentionBase(BaseEstimator):
 
 
 # -- helpers -------------------------------------------------------------------
+
+
+def _without_version_record(encoder):
+    """A shallow copy of ``encoder`` (or of the FrozenEstimator around it) that pickles without versions."""
+    if isinstance(encoder, _AttentionBase):
+        inner = object.__new__(type(encoder))
+        inner.__dict__.update(encoder.__dict__, _versions_recorded_by_owner=True)
+        return inner
+    if isinstance(encoder, FrozenEstimator) and isinstance(encoder.estimator, _AttentionBase):
+        frozen = object.__new__(FrozenEstimator)
+        frozen.__dict__.update(encoder.__dict__, estimator=_without_version_record(encoder.estimator))
+        return frozen
+    return encoder
 
 # max_epochs="auto" trains for about this many document passes, within
 # [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX] epochs: large corpora of short texts

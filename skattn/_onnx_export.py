@@ -22,7 +22,7 @@ from torch import nn
 
 from ._files import atomic_file
 from ._model import pool
-from ._ngrams import fitted_ngram_marks, fitted_ngram_range, ngram_vocabulary
+from ._ngrams import fitted_ngram_lowercase, fitted_ngram_marks, fitted_ngram_range, ngram_vocabulary
 from ._shortcut import encoder_logit_bounds
 from ._versions import library_versions
 from .onnx import FORMAT_VERSION
@@ -223,5 +223,5 @@ def _metadata(estimator, vectorizer):
         metadata["skattn.ngram_idf"] = base64.b64encode(idf.astype("<f8").tobytes()).decode("ascii")
         metadata["skattn.ngram_range"] = json.dumps(list(fitted_ngram_range(vectorizer)))
         metadata["skattn.ngram_marks"] = json.dumps(bool(fitted_ngram_marks(vectorizer)))
-        metadata["skattn.lowercase"] = json.dumps(bool(estimator.lowercase))
+        metadata["skattn.lowercase"] = json.dumps(bool(fitted_ngram_lowercase(vectorizer)))
     return metadata

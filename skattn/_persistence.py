@@ -33,7 +33,13 @@ from sklearn.frozen import FrozenEstimator
 
 from ._files import atomic_file
 from ._model import EncoderConfig
-from ._ngrams import fitted_ngram_marks, fitted_ngram_range, ngram_vocabulary, restore_ngram_vectorizer
+from ._ngrams import (
+    fitted_ngram_lowercase,
+    fitted_ngram_marks,
+    fitted_ngram_range,
+    ngram_vocabulary,
+    restore_ngram_vectorizer,
+)
 from ._text import tokenizer_from_json
 from ._versions import library_versions, warn_if_versions_differ
 
@@ -116,6 +122,10 @@ def _write_estimator(archive, prefix, estimator):
     if hasattr(estimator, "classes_"):
         fitted["classes"] = _array_to_json(estimator.classes_)
         fitted["multilabel"] = bool(estimator._multilabel)
+        counts = getattr(estimator, "_partial_class_counts", None)
+        if counts is not None:
+            # A partial_fit stream's logit adjustment reads the counts of all its calls.
+            fitted["_partial_class_counts"] = [int(count) for count in counts]
         vectorizer = estimator.ngram_vectorizer_
         if vectorizer is not None:
             terms, idf = ngram_vocabulary(vectorizer)
@@ -123,6 +133,7 @@ def _write_estimator(archive, prefix, estimator):
                 "terms": terms,
                 "ngram_range": list(fitted_ngram_range(vectorizer)),
                 "marks": bool(fitted_ngram_marks(vectorizer)),
+                "lowercase": bool(fitted_ngram_lowercase(vectorizer)),
             }
             write("ngrams.json", json.dumps(ngrams).encode("utf-8"), compress=True)
             write("ngrams.safetensors", safetensors.numpy.save({"idf": idf}), compress=False)
@@ -184,12 +195,24 @@ def parameters_as_json(value):
 
 def _array_to_json(array):
     array = np.asarray(array)
-    if array.dtype.kind not in "biuUO":
+    if array.dtype.kind not in "biufUO":
         raise TypeError(f"classes_ of dtype {array.dtype} cannot be written to a model file.")
     values = array.tolist()
+    # JSON writes a finite float as the shortest text that reads back to the same
+    # double, so float labels (a pandas column of 0.0 / 1.0) survive exactly.
     if array.dtype.kind == "O" and not all(isinstance(value, (str, int)) for value in values):
         raise TypeError("classes_ must be str or int to be written to a model file.")
     return {"values": values, "dtype": array.dtype.str}
+
+
+def _class_counts_from_json(counts, n_classes):
+    if (
+        not isinstance(counts, list)
+        or len(counts) != n_classes
+        or not all(isinstance(count, int) and not isinstance(count, bool) and count >= 0 for count in counts)
+    ):
+        raise ValueError(f"the manifest's _partial_class_counts is not a list of {n_classes} non-negative integers")
+    return np.asarray(counts, dtype=np.int64)
 
 
 # -- loading --------------------------------------------------------------------------
@@ -294,6 +317,10 @@ def _read_estimator(archive, prefix, entry, path):
     if "classes" in fitted:
         estimator.classes_ = np.asarray(fitted["classes"]["values"], dtype=np.dtype(fitted["classes"]["dtype"]))
         estimator._multilabel = bool(fitted["multilabel"])
+        if "_partial_class_counts" in fitted:
+            estimator._partial_class_counts = _class_counts_from_json(
+                fitted["_partial_class_counts"], len(estimator.classes_)
+            )
         estimator.ngram_vectorizer_ = None
         if "ngrams.json" in checksums:
             ngrams = _read_json(archive, prefix + "ngrams.json", checksums, path)
@@ -304,7 +331,8 @@ def _read_estimator(archive, prefix, entry, path):
                 ngrams["terms"],
                 idf,
                 ngram_range=ngram_range,
-                lowercase=estimator.lowercase,
+                # Files written before the path's own setting was kept: the parameter was it.
+                lowercase=ngrams.get("lowercase", estimator.lowercase),
                 # Files written before punctuation marks were words dropped them.
                 marks=ngrams.get("marks", False),
             )

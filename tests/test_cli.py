@@ -110,6 +110,15 @@ def test_train_parses_param_values_as_json(model):
     assert classifier.classes_.tolist() == ["topic0", "topic1", "topic2"]
 
 
+def test_train_saves_a_model_of_float_labels(tmp_path, capsys):
+    # A pandas column of labels with a missing value is written as floats: 0.0, 1.0, 2.0.
+    rows = [(float(label), text) for label, text in zip(TOPIC_LABELS, TOPIC_TEXTS)]
+    path = tmp_path / "m.skattn"
+    status, _, err = run(["train", write_jsonl(tmp_path / "f.jsonl", rows), "-o", str(path), "-q", *TINY_PARAMS], capsys)
+    assert status == 0, err
+    assert skattn.load(path).classes_.tolist() == [0.0, 1.0, 2.0]
+
+
 def test_train_shows_progress_unless_quiet(data, tmp_path, capsys):
     status, out, err = run(["train", data["jsonl"], "-o", str(tmp_path / "m.skattn"), *TINY_PARAMS], capsys)
     assert status == 0 and (tmp_path / "m.skattn").is_file()

@@ -175,6 +175,50 @@ def test_a_stream_keeps_its_weight_scale_through_a_model_file(tmp_path):
     assert skattn.load(tmp_path / "model.skattn")._partial_weight_scale == 2.0
 
 
+def test_a_stream_keeps_its_class_counts_through_a_model_file(tmp_path):
+    # The logit adjustment of a partial_fit call reads the class counts of every call so far.
+    first = AttentionClassifier(**TINY).partial_fit(TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2])
+    first.save(tmp_path / "model.skattn")
+    markets = [text for text, label in zip(TOPIC_TEXTS, TOPIC_LABELS) if label == 0]
+    via_file = skattn.load(tmp_path / "model.skattn").partial_fit(markets, [0] * len(markets))
+    via_pickle = pickle.loads(pickle.dumps(first)).partial_fit(markets, [0] * len(markets))
+    assert via_file._partial_class_counts.tolist() == [12, 6, 6]
+    np.testing.assert_array_equal(via_file.predict_proba(TOPIC_TEXTS), via_pickle.predict_proba(TOPIC_TEXTS))
+
+
+@pytest.mark.parametrize("counts", [[6, 6], [6, -1, 6], [6, 6.5, 6], "666"], ids=["short", "negative", "float", "string"])
+def test_damaged_class_counts_are_refused(tmp_path, counts):
+    path = tmp_path / "model.skattn"
+    AttentionClassifier(**TINY).partial_fit(TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2]).save(path)
+
+    def change(data):
+        manifest = json.loads(data)
+        manifest["fitted"]["_partial_class_counts"] = counts
+        return json.dumps(manifest).encode()
+
+    _rewrite(path, "manifest.json", change)
+    with pytest.raises(ModelFileError, match="_partial_class_counts is not a list of 3 non-negative integers"):
+        skattn.load(path)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_float_labels_round_trip(tmp_path, dtype):
+    labels = np.asarray([0.0, 3.0, 7.0], dtype=dtype)[TOPIC_LABELS]
+    clf = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, labels)
+    restored = _reload(clf, tmp_path)
+    assert restored.classes_.dtype == clf.classes_.dtype and restored.classes_.tolist() == [0.0, 3.0, 7.0]
+    np.testing.assert_array_equal(restored.predict(TOPIC_TEXTS), clf.predict(TOPIC_TEXTS))
+
+
+def test_the_n_gram_path_keeps_its_fitted_lowercase_through_a_model_file(tmp_path):
+    # The path lowercases as it was fitted to, whatever the parameter says later without a refit.
+    clf = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    shouting = [text.upper() for text in TOPIC_TEXTS]
+    scores = clf.decision_function(shouting)
+    restored = _reload(clf.set_params(lowercase=False), tmp_path)
+    np.testing.assert_array_equal(restored.decision_function(shouting), scores)
+
+
 def test_loaded_and_unpickled_tokenizers_read_special_tokens_as_text(fitted_classifier, tmp_path):
     path = tmp_path / "model.skattn"
     fitted_classifier.save(path)
@@ -356,6 +400,25 @@ def test_loading_under_other_versions_warns_once_naming_both(fitted_classifier, 
     assert len(messages) == 1
     assert f"skattn 0.0.1 (now {skattn.__version__})" in messages[0]
     assert "torch 2.4.0 (now " in messages[0]
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_unpickling_a_classifier_and_its_encoder_warns_once(monkeypatch, frozen):
+    encoder = AttentionEncoder(**TINY).fit(TOPIC_TEXTS)
+    clf = AttentionClassifier(**TINY, encoder=FrozenEstimator(encoder) if frozen else encoder)
+    clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    current = skattn._base.library_versions()
+    monkeypatch.setattr(skattn._base, "library_versions", lambda: dict(current, torch="2.4.0"))
+    data = pickle.dumps(clf)
+    monkeypatch.undo()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        restored = pickle.loads(data)
+    messages = [str(w.message) for w in caught if issubclass(w.category, InconsistentVersionWarning)]
+    assert len(messages) == 1 and messages[0].startswith("This pickled AttentionClassifier was saved with torch 2.4.0")
+    np.testing.assert_array_equal(restored.predict_proba(TOPIC_TEXTS), clf.predict_proba(TOPIC_TEXTS))
+    # The encoder itself still records versions when pickled alone.
+    assert "_saved_with" in encoder.__getstate__() and "_versions_recorded_by_owner" not in vars(encoder)
 
 
 def test_joblib_records_versions_and_warns_when_they_differ(fitted_classifier):

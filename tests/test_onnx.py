@@ -185,6 +185,15 @@ def test_binary_decision_function_is_the_classifiers(tmp_path):
     np.testing.assert_array_equal(predictor.predict(TOPIC_TEXTS), clf.predict(TOPIC_TEXTS))
 
 
+def test_the_exported_ngram_path_lowercases_as_it_was_fitted(tmp_path):
+    clf = AttentionClassifier(**dict(TINY, precision="fp32")).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    shouting = [text.upper() for text in TOPIC_TEXTS]
+    # Without a refit the parameter does not change the fitted path, so it must not change the export.
+    clf.set_params(lowercase=False).to_onnx(tmp_path / "model.onnx")
+    predictor = skattn.onnx.load(tmp_path / "model.onnx")
+    np.testing.assert_allclose(predictor.decision_function(shouting), clf.decision_function(shouting), atol=1e-4, rtol=0)
+
+
 def test_unfitted_estimator_cannot_export(tmp_path):
     from sklearn.exceptions import NotFittedError
 
