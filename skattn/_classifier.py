@@ -259,20 +259,23 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         self : AttentionClassifier
             The fitted classifier.
         """
-        self._check_params()
-        self._check_encoder()
-        documents = check_documents(X)
-        targets = Targets.from_y(y, len(documents), estimator="AttentionClassifier")
-        weights = self._check_sample_weight(sample_weight, documents)
-        warm = self._warm()
-        if warm and not np.array_equal(targets.classes, self.classes_):
-            raise ValueError(
-                f"warm_start=True needs the classes of the fitted model {self.classes_.tolist()}; "
-                f"y has {targets.classes.tolist()}."
-            )
-        if warm:
-            self._check_continued_params("warm_start=True")
-        return self._fit(documents, targets, weights, warm=warm, partial=False)
+        with _distributed.inputs_agreed():
+            self._check_params()
+            self._check_encoder()
+            documents = check_documents(X)
+            targets = Targets.from_y(y, len(documents), estimator="AttentionClassifier")
+            weights = self._check_sample_weight(sample_weight, documents)
+            warm = self._warm()
+            if warm:
+                _check_same_kind_of_target(targets, self._multilabel, "warm_start=True")
+            if warm and not np.array_equal(targets.classes, self.classes_):
+                raise ValueError(
+                    f"warm_start=True needs the classes of the fitted model {self.classes_.tolist()}; "
+                    f"y has {targets.classes.tolist()}."
+                )
+            if warm:
+                self._check_continued_params("warm_start=True")
+            return self._fit(documents, targets, weights, warm=warm, partial=False)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one pass over a batch of labelled texts.
@@ -305,38 +308,40 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         self : AttentionClassifier
             The updated classifier.
         """
-        self._check_params()
-        self._check_encoder()
-        if self.resume:
-            raise ValueError(
-                "resume=True continues an interrupted fit; partial_fit keeps its progress in the "
-                "estimator itself, one epoch per call, so there is nothing to resume. Set resume=False."
-            )
-        if isinstance(self.class_weight, str):  # "balanced", the only string allowed
-            raise ValueError(
-                "class_weight='balanced' is not supported by partial_fit: it would weigh the classes "
-                "by each call's labels alone. Pass a dict computed over the whole stream's labels, "
-                "for example dict(zip(classes, sklearn.utils.class_weight.compute_class_weight("
-                "'balanced', classes=classes, y=all_labels)))."
-            )
-        fitted = hasattr(self, "model_")
-        if not fitted and classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit.")
-        if classes is not None:
-            classes = check_classes(classes)
-            if fitted and not np.array_equal(classes, self.classes_):
+        with _distributed.inputs_agreed():
+            self._check_params()
+            self._check_encoder()
+            if self.resume:
                 raise ValueError(
-                    f"classes={classes.tolist()} differs from the classes of the first call to "
-                    f"partial_fit, {self.classes_.tolist()}."
+                    "resume=True continues an interrupted fit; partial_fit keeps its progress in the "
+                    "estimator itself, one epoch per call, so there is nothing to resume. Set resume=False."
                 )
-        documents = check_documents(X)
-        targets = Targets.from_y(
-            y, len(documents), estimator="AttentionClassifier", classes=self.classes_ if fitted else classes
-        )
-        weights = self._check_sample_weight(sample_weight, documents)
-        if fitted:
-            self._check_continued_params("partial_fit")
-        return self._fit(documents, targets, weights, warm=fitted, partial=True)
+            if isinstance(self.class_weight, str):  # "balanced", the only string allowed
+                raise ValueError(
+                    "class_weight='balanced' is not supported by partial_fit: it would weigh the classes "
+                    "by each call's labels alone. Pass a dict computed over the whole stream's labels, "
+                    "for example dict(zip(classes, sklearn.utils.class_weight.compute_class_weight("
+                    "'balanced', classes=classes, y=all_labels)))."
+                )
+            fitted = hasattr(self, "model_")
+            if not fitted and classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            if classes is not None:
+                classes = check_classes(classes)
+                if fitted and not np.array_equal(classes, self.classes_):
+                    raise ValueError(
+                        f"classes={classes.tolist()} differs from the classes of the first call to "
+                        f"partial_fit, {self.classes_.tolist()}."
+                    )
+            documents = check_documents(X)
+            targets = Targets.from_y(
+                y, len(documents), estimator="AttentionClassifier", classes=self.classes_ if fitted else classes
+            )
+            weights = self._check_sample_weight(sample_weight, documents)
+            if fitted:
+                _check_same_kind_of_target(targets, self._multilabel, "partial_fit")
+                self._check_continued_params("partial_fit")
+            return self._fit(documents, targets, weights, warm=fitted, partial=True)
 
     def _check_params(self):
         super()._check_params()
@@ -652,6 +657,11 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             if encoder.random_state is None:
                 encoder.set_params(random_state=torch_seed)
             encoder.fit(documents)
+            if encoder._interrupted_in_fit:
+                # Ctrl-C stops the whole fit: there is no classifier yet to keep.
+                raise KeyboardInterrupt(
+                    "pretraining the encoder was interrupted; the classifier was not fine-tuned and is left as it was."
+                )
         return encoder.tokenizer_, encoder.config_, copy.deepcopy(encoder.model_).cpu()
 
     @property
@@ -787,6 +797,17 @@ def _warn_if_mostly_unknown(encoded):
             f"Pass the encoder unfitted to pretrain it on X, or fit it on texts like these.",
             UserWarning,
             stacklevel=4,
+        )
+
+
+def _check_same_kind_of_target(targets, fitted_multilabel, continued):
+    """A continued fit keeps the fitted model's outputs: one class per document, or a set of labels."""
+    if targets.multilabel != fitted_multilabel:
+        kinds = ("a label-indicator matrix (multilabel)", "one class per document")
+        fitted, given = kinds if fitted_multilabel else kinds[::-1]
+        raise ValueError(
+            f"{continued} continues a model fitted with y as {fitted}; this y is {given}. "
+            f"Fit a new model for the other kind of target."
         )
 
 

@@ -11,12 +11,48 @@ agreed between all ranks so that every rank takes the same decisions and none
 waits forever on another. Everything here is inert outside such a group.
 """
 
+import contextvars
 import hashlib
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
+
+
+class _Agreement:
+    joined = False
+
+
+# The input agreement of the fit running in this context, if any (see inputs_agreed).
+_agreement = contextvars.ContextVar("skattn_input_agreement", default=None)
+
+
+@contextmanager
+def inputs_agreed():
+    """Make an input check that fails on one rank fail the fit on every rank.
+
+    Inside, the first exchange between the ranks is
+    :meth:`Replicas.check_same_inputs`. A rank whose own validation raises
+    before reaching it joins that exchange with its error instead of a digest
+    and then raises it, so that the other ranks raise ``ValueError`` rather
+    than wait for it. Inert outside a process group.
+    """
+    replicas = current()
+    if replicas is None:
+        yield
+        return
+    agreement = _Agreement()
+    token = _agreement.set(agreement)
+    try:
+        yield
+    except Exception as error:
+        if not agreement.joined:
+            agreement.joined = True
+            replicas.refuse_inputs(error)
+        raise
+    finally:
+        _agreement.reset(token)
 
 
 def current():
@@ -79,15 +115,27 @@ class Replicas:
             if array is None:
                 digest.update(b"none")
             elif isinstance(array, list):  # documents
+                # Each text's length first: a separator could itself be part of a text.
+                digest.update(len(array).to_bytes(8, "little"))
                 for text in array:
-                    digest.update(text.encode("utf-8", "surrogatepass"))
-                    digest.update(b"\0")
+                    encoded = text.encode("utf-8", "surrogatepass")
+                    digest.update(len(encoded).to_bytes(8, "little"))
+                    digest.update(encoded)
             else:
                 array = np.asarray(array)
                 digest.update(repr((array.dtype.str, array.shape)).encode())
                 digest.update(np.ascontiguousarray(array).tobytes() if array.dtype != object else repr(array.tolist()).encode())
-        digests = [None] * self.world_size
-        torch.distributed.all_gather_object(digests, digest.hexdigest(), group=None)
+        agreement = _agreement.get()
+        if agreement is not None:
+            agreement.joined = True
+        digests = self._gather(digest.hexdigest())
+        refused = {rank: other[1] for rank, other in enumerate(digests) if isinstance(other, tuple)}
+        if refused:
+            rank, reason = next(iter(refused.items()))
+            raise ValueError(
+                f"{estimator}.fit inside a torch.distributed process group stopped: rank {rank} "
+                f"refused its input ({reason}). Every rank needs the same X, y and sample_weight."
+            )
         differing = [rank for rank, other in enumerate(digests) if other != digests[0]]
         if differing:
             raise ValueError(
@@ -96,6 +144,15 @@ class Replicas:
                 f"rank 0: pass every rank the whole training set; skattn splits each batch "
                 f"across the ranks itself."
             )
+
+    def refuse_inputs(self, error):
+        """Join the ranks' input check with ``error`` in place of a digest, so that every rank raises."""
+        self._gather(("refused", f"{type(error).__name__}: {error}"))
+
+    def _gather(self, value):
+        values = [None] * self.world_size
+        torch.distributed.all_gather_object(values, value, group=None)
+        return values
 
     def local_device(self, device):
         """The CUDA device of this rank: ``cuda:LOCAL_RANK`` when ``device`` is CUDA without a chosen index."""

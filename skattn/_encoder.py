@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
+from . import _distributed
 from ._base import _AttentionBase
 from ._devices import resolve_precision, seeded_torch
 from ._docs import SHARED_PARAMETERS, TRAINING_ATTRIBUTES
@@ -163,21 +164,22 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
             The fitted encoder.
         """
         started = time.perf_counter()
-        self._check_params()
-        documents = check_documents(X)
-        if y is not None:
-            _check_class_labels(y)
-            labels = Targets.from_y(
-                y, len(documents), estimator="AttentionEncoder", allow_unlabeled=False, allow_multilabel=False
-            )
-            classes, targets = labels.classes, labels.encoded
-        weights = self._check_sample_weight(sample_weight, documents)
-        self._check_same_inputs(documents, None if y is None else targets, None if y is None else classes, weights)
+        with _distributed.inputs_agreed():
+            self._check_params()
+            documents = check_documents(X)
+            if y is not None:
+                _check_class_labels(y)
+                labels = Targets.from_y(
+                    y, len(documents), estimator="AttentionEncoder", allow_unlabeled=False, allow_multilabel=False
+                )
+                classes, targets = labels.classes, labels.encoded
+            weights = self._check_sample_weight(sample_weight, documents)
+            warm = self._warm()
+            if warm:
+                self._check_continued_params("warm_start=True")
+            self._check_same_inputs(documents, None if y is None else targets, None if y is None else classes, weights)
         rng, torch_seed = self._seeds()
         device = self._fit_device()
-        warm = self._warm()
-        if warm:
-            self._check_continued_params("warm_start=True")
         with seeded_torch(torch_seed, device):
             if warm:
                 tokenizer, config = self.tokenizer_, self.config_

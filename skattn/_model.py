@@ -6,6 +6,7 @@ which swaps parts of a model built here; heads and their losses in ``_heads.py``
 """
 
 import math
+import operator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -35,6 +36,14 @@ class EncoderConfig:
     pooling: str
     activation: str = "gelu"  # the default of a config unpickled without the field
     pad_id: int = 0
+
+    def __post_init__(self):
+        # Plain Python values, whatever the estimator was given (NumPy integers from a
+        # search's grid, NumPy strings), so that the config is written as JSON as it is.
+        for name, kind in (("dropout", float), ("pooling", str), ("activation", str)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+        for name in ("vocab_size", "max_length", "d_model", "n_heads", "n_layers", "d_ff", "pad_id"):
+            object.__setattr__(self, name, operator.index(getattr(self, name)))
 
     def to_dict(self):
         return asdict(self)

@@ -25,7 +25,7 @@ _ISOLATED_SCRIPTS = r"[\p{Han}\p{Hiragana}\p{Katakana}]"
 _WORDPIECE_MAX_CHARS = 1000
 
 
-def check_documents(X, *, name="X"):
+def check_documents(X, *, name="X", index=None):
     """Validate a collection of documents and return it as a list of str.
 
     Parameters
@@ -34,6 +34,9 @@ def check_documents(X, *, name="X"):
         The documents. Empty strings are valid documents.
     name : str, default="X"
         Name used in error messages.
+    index : sequence, default=None
+        A label for each document (a pandas index), named in error messages
+        instead of its position.
 
     Returns
     -------
@@ -83,24 +86,25 @@ def check_documents(X, *, name="X"):
             ) from None
     if len(documents) == 0:
         raise ValueError(f"{name} is empty: at least one document is required.")
-    for index, doc in enumerate(documents):
+    for position, doc in enumerate(documents):
+        element = f"element {position}" if index is None else f"the element at index {index[position]!r}"
         if not isinstance(doc, str):
             kind = "NaN" if isinstance(doc, numbers.Real) and doc != doc else repr(doc)
             raise TypeError(
-                f"{name} must contain only str documents; element {index} is "
+                f"{name} must contain only str documents; {element} is "
                 f"{kind} of type {type(doc).__name__}."
             )
         if not doc.isascii():
-            _check_encodable(doc, index, name)
+            _check_encodable(doc, element, name)
     return documents
 
 
-def _check_encodable(document, index, name):
+def _check_encodable(document, element, name):
     try:
         document.encode("utf-8")
     except UnicodeEncodeError as error:
         raise ValueError(
-            f"{name} element {index} is not valid Unicode text: it holds a lone surrogate "
+            f"{name} {element} is not valid Unicode text: it holds a lone surrogate "
             f"{document[error.start]!r} at character {error.start} (usually text decoded "
             f"with errors='surrogateescape' or a broken JSON escape). Fix the text, for "
             f"example with text.encode('utf-8', 'replace').decode()."

@@ -16,6 +16,9 @@ or ``transform`` runs on every partition where it lies::
 
 import numpy as np
 import pandas as pd
+from sklearn.utils.validation import check_is_fitted
+
+from ._text import check_documents
 
 METHODS = ("predict", "predict_proba", "decision_function", "transform")
 
@@ -49,6 +52,7 @@ def predict_partitions(estimator, texts, *, method="predict", client=None):
     import dask.bag
     import dask.dataframe
 
+    check_is_fitted(estimator)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
     if not hasattr(estimator, method):
@@ -65,7 +69,9 @@ def predict_partitions(estimator, texts, *, method="predict", client=None):
 
 
 def _series_partition(texts, estimator, method):
-    values = getattr(estimator, method)(texts.to_numpy(dtype=object)) if len(texts) else None
+    # Checked here, so that an error names the document's index label, not its place in the partition.
+    documents = check_documents(texts.to_numpy(dtype=object), name="texts", index=texts.index) if len(texts) else None
+    values = getattr(estimator, method)(documents) if documents else None
     meta = _meta(estimator, method, texts.name)
     if values is None:
         return meta

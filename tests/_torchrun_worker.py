@@ -3,6 +3,7 @@
 Each rank writes what it saw to ``OUTPUT/rankN.json``; the test compares the ranks.
 """
 
+import datetime
 import json
 import os
 import sys
@@ -40,13 +41,23 @@ def poison_on_rank_1(event):
 
 
 def main(output):
-    dist.init_process_group("gloo")
+    # A rank left waiting fails within a minute instead of torch's default half hour.
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     rank = dist.get_rank()
     result = {"rank": rank}
 
     # Different data on rank 1: every rank raises, none waits.
     labels = LABELS if rank == 0 else LABELS[::-1]
     result["mismatch"] = error_of(lambda: AttentionClassifier(**TINY, max_epochs=1).fit(TEXTS, labels))
+    # Data that only rank 1's own checks refuse: rank 0 must not wait for it.
+    short = LABELS if rank == 0 else LABELS[:-1]
+    result["refused"] = error_of(lambda: AttentionClassifier(**TINY, max_epochs=1).fit(TEXTS, short))
+    fitted = AttentionClassifier(**TINY, max_epochs=1).fit(TEXTS, LABELS).set_params(warm_start=True)
+    other_classes = LABELS if rank == 0 else [3 if label == 2 else label for label in LABELS]
+    result["refused_warm"] = error_of(lambda: fitted.fit(TEXTS, other_classes))
+    # Two documents joined by NUL on rank 0, apart on rank 1: not the same data.
+    joined = ["\0".join(TEXTS[:2])] + TEXTS[2:] if rank == 0 else TEXTS
+    result["joined"] = error_of(lambda: AttentionEncoder(**TINY, max_epochs=1).fit(joined))
 
     # Pretraining with early stopping (a validation score agreed between ranks),
     # checkpoints on rank 0 only, then fine-tuning the pretrained encoder.

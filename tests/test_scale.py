@@ -78,6 +78,13 @@ def test_torchrun_edge_cases_stop_every_rank_alike(tmp_path):
     assert rank0["mismatch"][0] == "ValueError"
     assert "needs the same X, y and sample_weight on every rank" in rank0["mismatch"][1]
     assert "rank(s) [1]" in rank0["mismatch"][1]
+    # Where rank 1's own checks refuse its data, it raises its error and rank 0 says so.
+    assert rank1["refused"][0] == "ValueError" and "inconsistent" in rank1["refused"][1]
+    assert rank0["refused"][0] == "ValueError"
+    assert rank0["refused"][1].startswith("AttentionClassifier.fit inside a torch.distributed process group stopped: rank 1 refused its input (ValueError: ")
+    assert rank1["refused_warm"][0] == "ValueError" and "warm_start=True needs the classes" in rank1["refused_warm"][1]
+    assert rank0["refused_warm"][0] == "ValueError" and "rank 1 refused its input" in rank0["refused_warm"][1]
+    assert rank0["joined"] == rank1["joined"] and "rank(s) [1]" in rank0["joined"][1]
 
     assert len(rank0["encoder_scores"]) == 3
     assert rank0["encoder_scores"] == rank1["encoder_scores"]
@@ -209,3 +216,19 @@ def test_dask_map_partitions_predicts_100k_texts(dask_client):
     assert predicted.index.equals(texts.index)
     sample = np.random.default_rng(1).choice(len(texts), size=2000, replace=False)
     assert predicted.iloc[sample].tolist() == classifier.predict(texts.iloc[sample]).tolist()
+
+
+def test_dask_inference_names_a_bad_document_by_its_index_label_and_refuses_an_unfitted_estimator():
+    dd = pytest.importorskip("dask.dataframe", reason="the dask extra is not installed")
+    import pandas as pd
+    from sklearn.exceptions import NotFittedError
+
+    from skattn.dask import predict_partitions
+
+    texts = pd.Series(TOPIC_TEXTS[:10] + [None] + TOPIC_TEXTS[:4], name="text", index=range(100, 115))
+    collection = dd.from_pandas(texts, npartitions=3)  # the None is the third document of its partition
+    classifier = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    with pytest.raises(TypeError, match=r"texts must contain only str documents; the element at index 110 is "):
+        predict_partitions(classifier, collection).compute(scheduler="sync")
+    with pytest.raises(NotFittedError):
+        predict_partitions(AttentionClassifier(**TINY), collection)

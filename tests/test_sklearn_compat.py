@@ -13,6 +13,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validat
 from sklearn.pipeline import Pipeline
 from sklearn.utils import estimator_checks
 
+import skattn
 from skattn import AttentionClassifier, AttentionEncoder
 
 from .conftest import LABELS, TEXTS, TINY, TOPIC_LABELS, TOPIC_TEXTS, joblib_worker_threads
@@ -420,3 +421,20 @@ def test_frozen_encoder_must_be_fitted():
     clf = AttentionClassifier(**TINY, encoder=FrozenEstimator(AttentionEncoder(**TINY)))
     with pytest.raises(ValueError, match="FrozenEstimator of an unfitted AttentionEncoder"):
         clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
+
+
+def test_a_model_searched_over_numpy_values_saves(tmp_path):
+    # ParameterGrid hands out the grid's own values: NumPy integers from an array.
+    search = GridSearchCV(AttentionClassifier(**TINY), {"d_model": np.array([8, 16])}, cv=2).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    best = search.best_estimator_
+    assert isinstance(best.d_model, np.integer) and type(best.config_.d_model) is int
+    best.save(tmp_path / "best.skattn")
+    np.testing.assert_array_equal(skattn.load(tmp_path / "best.skattn").predict_proba(TOPIC_TEXTS), best.predict_proba(TOPIC_TEXTS))
+
+
+def test_output_code_classifier_cannot_wrap_it_and_says_why():
+    # It labels each binary problem -1 / 1 for estimators with a decision_function, and -1 marks unlabeled texts.
+    from sklearn.multiclass import OutputCodeClassifier
+
+    with pytest.raises(ValueError, match=r"labeled -1, which marks unlabeled texts"):
+        OutputCodeClassifier(AttentionClassifier(**TINY), code_size=2, random_state=0).fit(TOPIC_TEXTS, TOPIC_LABELS)

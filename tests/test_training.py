@@ -754,6 +754,27 @@ def test_ctrl_c_stops_after_the_batch_and_keeps_a_usable_model(sigint_raises):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.parametrize("warm", [False, True])
+def test_ctrl_c_while_pretraining_the_encoder_stops_the_classifiers_fit(sigint_raises, warm):
+    fine_tuning_epochs = []
+    clf = AttentionClassifier(**dict(QUIET, max_epochs=3, callbacks=[lambda e: e.kind == "epoch" and fine_tuning_epochs.append(e)]))
+    if warm:
+        clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
+        fine_tuning_epochs.clear()
+    before = clf.predict_proba(TOPIC_TEXTS) if warm else None
+    # Cut off in its second epoch, the encoder keeps its first; the classifier has nothing to keep.
+    clf.set_params(encoder=AttentionEncoder(**dict(QUIET, max_epochs=5, callbacks=[AtStep(5, _ctrl_c)])))
+    with pytest.warns(RuntimeWarning, match="AttentionEncoder pretraining: training interrupted by the user"):
+        with pytest.raises(KeyboardInterrupt, match="pretraining the encoder was interrupted"):
+            clf.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert fine_tuning_epochs == []
+    if warm:
+        np.testing.assert_array_equal(clf.predict_proba(TOPIC_TEXTS), before)
+    else:
+        assert not hasattr(clf, "model_")
+    assert not hasattr(clf.encoder, "model_")  # the parameter is cloned, never fitted
+
+
 def test_fit_never_replaces_the_sigint_handler():
     seen = []
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup
@@ -912,6 +933,20 @@ def test_partial_fit_refuses_balanced_class_weights():
     assert not hasattr(model, "model_")
     model.set_params(class_weight={0: 1.0, 1: 2.0, 2: 1.0}).partial_fit(TOPIC_TEXTS[:4], TOPIC_LABELS[:4], classes=[0, 1, 2])
     assert model.n_iter_ == 1
+
+
+def test_a_continued_fit_keeps_the_kind_of_target():
+    labels = np.asarray(TOPIC_LABELS) % 2
+    indicator = np.column_stack([labels, 1 - labels])
+    warm = _fit(warm_start=True)
+    before = warm.predict_proba(TOPIC_TEXTS)
+    with pytest.raises(ValueError, match=r"^warm_start=True continues a model fitted with y as one class per document; this y is a label-indicator matrix \(multilabel\)"):
+        warm.fit(TOPIC_TEXTS, indicator[:, :1].repeat(3, axis=1))
+    np.testing.assert_array_equal(warm.predict_proba(TOPIC_TEXTS), before)
+    stream = AttentionClassifier(**QUIET).partial_fit(TOPIC_TEXTS, indicator, classes=[0, 1])
+    with pytest.raises(ValueError, match=r"^partial_fit continues a model fitted with y as a label-indicator matrix \(multilabel\); this y is one class per document"):
+        stream.partial_fit(TOPIC_TEXTS, labels)
+    assert stream.predict(TOPIC_TEXTS[:2]).shape == (2, 2) and stream.n_iter_ == 1
 
 
 def test_partial_fit_refuses_resume(tmp_path):
