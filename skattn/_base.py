@@ -9,6 +9,7 @@ import copy
 import hashlib
 import os
 import time
+import weakref
 from numbers import Integral, Real
 
 import numpy as np
@@ -33,6 +34,10 @@ try:
     from . import _fast
 except ImportError:  # only speed depends on it
     _fast = None
+
+# The versions each estimator unpickled in this process was saved with, so that an
+# estimator holding an encoder does not warn again about the versions it has warned about.
+_UNPICKLED_WITH = weakref.WeakKeyDictionary()
 
 # Documents encoded at a time during inference: bounds memory to one chunk of
 # token ids plus the output array, whatever the number of documents.
@@ -224,11 +229,17 @@ class _AttentionBase(BaseEstimator):
         replicas = _distributed.current()
         return device if replicas is None else replicas.local_device(device)
 
-    def _check_same_inputs(self, *arrays):
-        """In a process group, raise on every rank unless all ranks passed the same training data."""
+    def _check_same_inputs(self, *arrays, warm):
+        """In a process group, raise on every rank unless all ranks passed the same training data.
+
+        Whether the fit continues a fitted model, and how far that model was
+        trained, count as inputs too: ranks that differ there would take
+        different paths through the fit and wait on each other.
+        """
         replicas = _distributed.current()
         if replicas is not None:
-            replicas.check_same_inputs(*arrays, estimator=type(self).__name__)
+            state = np.asarray([int(warm), self.n_iter_ if warm else 0])
+            replicas.check_same_inputs(*arrays, state, estimator=type(self).__name__)
 
     def _new_encoder(self, documents):
         """Train a tokenizer on ``documents`` and build an untrained encoder."""
@@ -581,12 +592,7 @@ class _AttentionBase(BaseEstimator):
 
     def __getstate__(self):
         state = dict(super().__getstate__())
-        if not state.pop("_versions_recorded_by_owner", False):
-            state["_saved_with"] = library_versions()
-        if state.get("encoder") is not None:
-            # This estimator's record of versions covers the encoder it holds, so
-            # unpickling warns once, naming the estimator the user pickled.
-            state["encoder"] = _without_version_record(state["encoder"])
+        state["_saved_with"] = library_versions()
         # An optimizer kept for partial_fit is not shipped; a reloaded model
         # continues partial_fit with a fresh one.
         state.pop("_optimizer_state", None)
@@ -604,7 +610,14 @@ class _AttentionBase(BaseEstimator):
     def __setstate__(self, state):
         state = dict(state)
         # Pickles from before versions were recorded have none to compare.
-        warn_if_versions_differ(state.pop("_saved_with", {}), what=f"This pickled {type(self).__name__}")
+        saved = state.pop("_saved_with", {})
+        # The encoder this estimator holds was unpickled first and has warned already
+        # if the versions differ: one pickle, one warning.
+        encoder = state.get("encoder")
+        encoder = encoder.estimator if isinstance(encoder, FrozenEstimator) else encoder
+        if encoder is None or _UNPICKLED_WITH.get(encoder) != saved:
+            warn_if_versions_differ(saved, what=f"This pickled {type(self).__name__}")
+        _UNPICKLED_WITH[self] = saved
         # Estimators pickled before the activation parameter existed were GELU models.
         # Those pickled before callbacks existed had none.
         state = {"activation": "gelu", "callbacks": None, **state}
@@ -623,25 +636,6 @@ class _AttentionBase(BaseEstimator):
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _without_version_record(encoder):
-    """A shallow copy of ``encoder`` (or of the FrozenEstimator around it) that pickles without versions."""
-    if isinstance(encoder, _AttentionBase):
-        inner = object.__new__(type(encoder))
-        inner.__dict__.update(encoder.__dict__, _versions_recorded_by_owner=True)
-        return inner
-    if isinstance(encoder, FrozenEstimator) and isinstance(encoder.estimator, _AttentionBase):
-        frozen = object.__new__(FrozenEstimator)
-        frozen.__dict__.update(encoder.__dict__, estimator=_without_version_record(encoder.estimator))
-        return frozen
-    return encoder
-
-# max_epochs="auto" trains for about this many document passes, within
-# [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX] epochs: large corpora of short texts
-# overfit within a few epochs (benchmarks/README.md, "Ablations so far").
-AUTO_EPOCH_DOCUMENTS = 80_000
-AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 2, 10
 
 
 def auto_max_epochs(n_documents):

@@ -389,7 +389,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
                 weight_scale = 1.0 if document_weights is None else float(np.mean(document_weights, dtype=np.float64))
         class_counts = self._class_counts(targets, partial)
         logit_offset = self._logit_offset(targets, class_counts)
-        self._check_same_inputs(documents, targets.encoded, targets.classes, weights)
+        self._check_same_inputs(documents, targets.encoded, targets.classes, weights, warm=warm)
         rng, torch_seed = self._seeds()
         device = self._fit_device()
         description = "AttentionClassifier"

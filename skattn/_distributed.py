@@ -32,8 +32,8 @@ _agreement = contextvars.ContextVar("skattn_input_agreement", default=None)
 def inputs_agreed():
     """Make an input check that fails on one rank fail the fit on every rank.
 
-    Inside, the first exchange between the ranks is
-    :meth:`Replicas.check_same_inputs`. A rank whose own validation raises
+    Inside, the first exchange between the ranks must be
+    :meth:`Replicas.check_same_inputs` (any other raises ``RuntimeError``). A rank whose own validation raises
     before reaching it joins that exchange with its error instead of a digest
     and then raises it, so that the other ranks raise ``ValueError`` rather
     than wait for it. Inert outside a process group.
@@ -49,10 +49,21 @@ def inputs_agreed():
     except Exception as error:
         if not agreement.joined:
             agreement.joined = True
-            replicas.refuse_inputs(error)
+            try:
+                replicas.refuse_inputs(error)
+            except Exception:  # the other ranks are gone: the input's own error is what matters
+                pass
         raise
     finally:
         _agreement.reset(token)
+
+
+def _check_no_exchange_before_the_input_check():
+    agreement = _agreement.get()
+    if agreement is not None and not agreement.joined:
+        # A rank that fails its own checks joins only the input check: an earlier
+        # exchange would be paired with it and leave the ranks out of step.
+        raise RuntimeError("skattn: an exchange between ranks ran before the input check of this fit.")
 
 
 def current():
@@ -96,6 +107,7 @@ class Replicas:
         An exception raised by ``make`` on rank 0 is raised on every rank, so
         that none waits for a result that will never come.
         """
+        _check_no_exchange_before_the_input_check()
         message = [None]
         if self.is_main:
             try:
@@ -133,16 +145,16 @@ class Replicas:
         if refused:
             rank, reason = next(iter(refused.items()))
             raise ValueError(
-                f"{estimator}.fit inside a torch.distributed process group stopped: rank {rank} "
-                f"refused its input ({reason}). Every rank needs the same X, y and sample_weight."
+                f"{estimator}: a fit inside a torch.distributed process group stopped, as rank {rank} "
+                f"refused its input ({reason}). Every rank needs the same estimator, X, y and sample_weight."
             )
         differing = [rank for rank, other in enumerate(digests) if other != digests[0]]
         if differing:
             raise ValueError(
                 f"{estimator}.fit inside a torch.distributed process group needs the same X, y "
-                f"and sample_weight on every rank, but rank(s) {differing} passed other data than "
-                f"rank 0: pass every rank the whole training set; skattn splits each batch "
-                f"across the ranks itself."
+                f"and sample_weight on every rank, and the same fitted state to continue, but rank(s) "
+                f"{differing} passed other data or continue another model than rank 0: pass every "
+                f"rank the whole training set; skattn splits each batch across the ranks itself."
             )
 
     def refuse_inputs(self, error):
@@ -150,6 +162,7 @@ class Replicas:
         self._gather(("refused", f"{type(error).__name__}: {error}"))
 
     def _gather(self, value):
+        _check_no_exchange_before_the_input_check()
         values = [None] * self.world_size
         torch.distributed.all_gather_object(values, value, group=None)
         return values

@@ -177,7 +177,9 @@ class AttentionEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Atten
             warm = self._warm()
             if warm:
                 self._check_continued_params("warm_start=True")
-            self._check_same_inputs(documents, None if y is None else targets, None if y is None else classes, weights)
+            self._check_same_inputs(
+                documents, None if y is None else targets, None if y is None else classes, weights, warm=warm
+            )
         rng, torch_seed = self._seeds()
         device = self._fit_device()
         with seeded_torch(torch_seed, device):

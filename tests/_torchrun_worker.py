@@ -58,6 +58,11 @@ def main(output):
     # Two documents joined by NUL on rank 0, apart on rank 1: not the same data.
     joined = ["\0".join(TEXTS[:2])] + TEXTS[2:] if rank == 0 else TEXTS
     result["joined"] = error_of(lambda: AttentionEncoder(**TINY, max_epochs=1).fit(joined))
+    # A stream both ranks started, continued on rank 0 but started afresh on rank 1.
+    stream = AttentionClassifier(**TINY).partial_fit(TEXTS, LABELS, classes=[0, 1, 2])
+    if rank == 1:
+        stream = AttentionClassifier(**TINY)
+    result["other_state"] = error_of(lambda: stream.partial_fit(TEXTS, LABELS, classes=[0, 1, 2]))
 
     # Pretraining with early stopping (a validation score agreed between ranks),
     # checkpoints on rank 0 only, then fine-tuning the pretrained encoder.

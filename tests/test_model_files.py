@@ -415,10 +415,18 @@ def test_unpickling_a_classifier_and_its_encoder_warns_once(monkeypatch, frozen)
         warnings.simplefilter("always")
         restored = pickle.loads(data)
     messages = [str(w.message) for w in caught if issubclass(w.category, InconsistentVersionWarning)]
-    assert len(messages) == 1 and messages[0].startswith("This pickled AttentionClassifier was saved with torch 2.4.0")
+    # The encoder is unpickled first and speaks for both.
+    assert len(messages) == 1 and messages[0].startswith("This pickled AttentionEncoder was saved with torch 2.4.0")
     np.testing.assert_array_equal(restored.predict_proba(TOPIC_TEXTS), clf.predict_proba(TOPIC_TEXTS))
-    # The encoder itself still records versions when pickled alone.
-    assert "_saved_with" in encoder.__getstate__() and "_versions_recorded_by_owner" not in vars(encoder)
+
+
+def test_a_shared_encoder_stays_shared_through_a_pickle():
+    encoder = AttentionEncoder(**TINY).fit(TOPIC_TEXTS)
+    frozen = FrozenEstimator(encoder)
+    first = AttentionClassifier(**TINY, encoder=frozen).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    second = AttentionClassifier(**TINY, encoder=frozen).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    first_back, second_back, encoder_back = pickle.loads(pickle.dumps((first, second, encoder)))
+    assert first_back.encoder is second_back.encoder and first_back.encoder.estimator is encoder_back
 
 
 def test_joblib_records_versions_and_warns_when_they_differ(fitted_classifier):

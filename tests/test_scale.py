@@ -81,10 +81,14 @@ def test_torchrun_edge_cases_stop_every_rank_alike(tmp_path):
     # Where rank 1's own checks refuse its data, it raises its error and rank 0 says so.
     assert rank1["refused"][0] == "ValueError" and "inconsistent" in rank1["refused"][1]
     assert rank0["refused"][0] == "ValueError"
-    assert rank0["refused"][1].startswith("AttentionClassifier.fit inside a torch.distributed process group stopped: rank 1 refused its input (ValueError: ")
+    assert rank0["refused"][1].startswith(
+        "AttentionClassifier: a fit inside a torch.distributed process group stopped, as rank 1 refused its input (ValueError: "
+    )
     assert rank1["refused_warm"][0] == "ValueError" and "warm_start=True needs the classes" in rank1["refused_warm"][1]
     assert rank0["refused_warm"][0] == "ValueError" and "rank 1 refused its input" in rank0["refused_warm"][1]
     assert rank0["joined"] == rank1["joined"] and "rank(s) [1]" in rank0["joined"][1]
+    # A stream continued on rank 0 but started afresh on rank 1 would take other paths through the fit.
+    assert rank0["other_state"] == rank1["other_state"] and "continue another model" in rank0["other_state"][1]
 
     assert len(rank0["encoder_scores"]) == 3
     assert rank0["encoder_scores"] == rank1["encoder_scores"]
