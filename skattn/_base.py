@@ -407,6 +407,7 @@ class _AttentionBase(BaseEstimator):
         self.grad_norm_curve_ = previous_norms + history.grad_norm_curve
         self.best_score_ = history.best_score
         self.best_loss_ = history.best_loss
+        # Read by a classifier that pretrains this encoder: Ctrl-C there stops its whole fit.
         self._interrupted_in_fit = history.interrupted
         self._long_text_in_fit = self._long_text_to_fit()
         if not warm:  # a continued fit keeps the tokenizer it started from

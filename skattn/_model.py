@@ -40,13 +40,13 @@ class EncoderConfig:
     def __post_init__(self):
         # Plain Python values, whatever the estimator was given (NumPy integers from a
         # search's grid, NumPy strings), so that the config is written as JSON as it is.
-        for name, kind in (("dropout", float), ("pooling", str), ("activation", str)):
-            object.__setattr__(self, name, kind(getattr(self, name)))
-        for name in ("vocab_size", "max_length", "d_model", "n_heads", "n_layers", "d_ff", "pad_id"):
-            object.__setattr__(self, name, operator.index(getattr(self, name)))
+        for name, value in self.to_dict().items():
+            object.__setattr__(self, name, value)
 
     def to_dict(self):
-        return asdict(self)
+        """The fields as plain Python values (also for configs unpickled from before they were made plain)."""
+        plain = {"dropout": float, "pooling": str, "activation": str}
+        return {name: plain.get(name, operator.index)(value) for name, value in asdict(self).items()}
 
 
 def attention(q, k, v, attend):

@@ -245,9 +245,16 @@ def fit_ngram_vectorizer(documents, *, ngram_range, lowercase):
     except ValueError as error:
         if "empty vocabulary" not in str(error):
             raise
+        longest = max(len(analyzer.words(document)) for document in documents)
+        if longest == 0:
+            problem = "The training texts contain no word (only whitespace)"
+        else:
+            problem = (
+                f"No training text has the {analyzer.ngram_range[0]} words that the smallest n-gram of "
+                f"ngram_range={analyzer.ngram_range} needs (the longest has {longest})"
+            )
         raise ValueError(
-            "The training texts contain no word (only whitespace); "
-            "pass ngram_range=None to train without the n-gram path."
+            f"{problem}; lower ngram_range's smallest n, or pass ngram_range=None to train without the n-gram path."
         ) from None
     return _vectorizer(analyzer, terms, idf), features
 

@@ -87,7 +87,7 @@ def check_documents(X, *, name="X", index=None):
     if len(documents) == 0:
         raise ValueError(f"{name} is empty: at least one document is required.")
     for position, doc in enumerate(documents):
-        element = f"element {position}" if index is None else f"the element at index {index[position]!r}"
+        element = f"element {position}" if index is None else f"element at index {index[position]!r}"
         if not isinstance(doc, str):
             kind = "NaN" if isinstance(doc, numbers.Real) and doc != doc else repr(doc)
             raise TypeError(

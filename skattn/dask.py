@@ -69,12 +69,11 @@ def predict_partitions(estimator, texts, *, method="predict", client=None):
 
 
 def _series_partition(texts, estimator, method):
-    # Checked here, so that an error names the document's index label, not its place in the partition.
-    documents = check_documents(texts.to_numpy(dtype=object), name="texts", index=texts.index) if len(texts) else None
-    values = getattr(estimator, method)(documents) if documents else None
     meta = _meta(estimator, method, texts.name)
-    if values is None:
+    if len(texts) == 0:
         return meta
+    # Checked here, so that an error names the document's index label, not its place in the partition.
+    values = getattr(estimator, method)(check_documents(texts.to_numpy(dtype=object), name="texts", index=texts.index))
     if isinstance(meta, pd.Series):
         return pd.Series(values, index=texts.index, name=meta.name)
     return pd.DataFrame(values, index=texts.index, columns=meta.columns)

@@ -188,6 +188,25 @@ def test_int8_predictions_agree_with_float32_on_r8(r8_subset):
     assert np.mean(int8.argmax(axis=1) == fp32.argmax(axis=1)) >= 0.98
     accuracy = np.mean(clf.classes_[int8.argmax(axis=1)] == y_test)
     assert accuracy >= np.mean(clf.classes_[fp32.argmax(axis=1)] == y_test) - 0.01 and accuracy > 0.7
+    # Inputs are scaled per batch: a document's probabilities move a little with its batch.
+    alone = np.vstack([clf.predict_proba([document]) for document in X_test[:40]])
+    np.testing.assert_allclose(alone, int8[:40], atol=1e-2)
+
+
+@INT8
+@pytest.mark.parametrize("pooling", ["mean", "max", "cls"])
+def test_int8_embeddings_move_little_with_the_other_documents_of_a_batch(r8_subset, pooling):
+    from skattn import AttentionEncoder
+
+    X_train, _, X_test, _ = r8_subset
+    small = dict(vocab_size=2000, d_model=64, n_heads=2, n_layers=2, d_ff=128, max_epochs=1, random_state=0, device="cpu")
+    encoder = AttentionEncoder(**small, pooling=pooling, precision="int8").fit(X_train[:500])
+    documents = list(X_test[:60]) + ["", " ", "a", "x" * 4000]
+    together = encoder.transform(documents)
+    alone = np.vstack([encoder.transform([document]) for document in documents])
+    largest = np.abs(alone).max(axis=1)
+    assert np.all(np.abs(together - alone).max(axis=1) <= 0.05 * largest)
+    assert not np.array_equal(together, alone)  # the int8 replica ran, scaled per batch
 
 
 def test_cpu_dropout_masks():

@@ -232,6 +232,8 @@ def test_a_restored_vocabulary_may_hold_ngrams_longer_than_the_range():
 def test_vectorizer_needs_a_word():
     with pytest.raises(ValueError, match="no word.*ngram_range=None"):
         fit_ngram_vectorizer(["  ", "\t\n"], ngram_range=(1, 2), lowercase=True)
+    with pytest.raises(ValueError, match=r"No training text has the 3 words that the smallest n-gram of ngram_range=\(3, 3\) needs \(the longest has 2\); lower"):
+        fit_ngram_vectorizer(["good film", "bad"], ngram_range=(3, 3), lowercase=True)
 
 
 def test_classifier_has_both_paths_and_predicts_their_sum(fitted_classifier):

@@ -232,7 +232,7 @@ def test_dask_inference_names_a_bad_document_by_its_index_label_and_refuses_an_u
     texts = pd.Series(TOPIC_TEXTS[:10] + [None] + TOPIC_TEXTS[:4], name="text", index=range(100, 115))
     collection = dd.from_pandas(texts, npartitions=3)  # the None is the third document of its partition
     classifier = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
-    with pytest.raises(TypeError, match=r"texts must contain only str documents; the element at index 110 is "):
+    with pytest.raises(TypeError, match=r"texts must contain only str documents; element at index 110 is "):
         predict_partitions(classifier, collection).compute(scheduler="sync")
     with pytest.raises(NotFittedError):
         predict_partitions(AttentionClassifier(**TINY), collection)

@@ -438,3 +438,11 @@ def test_output_code_classifier_cannot_wrap_it_and_says_why():
 
     with pytest.raises(ValueError, match=r"labeled -1, which marks unlabeled texts"):
         OutputCodeClassifier(AttentionClassifier(**TINY), code_size=2, random_state=0).fit(TOPIC_TEXTS, TOPIC_LABELS)
+
+
+def test_output_dtypes(fitted_classifier, fitted_encoder):
+    assert fitted_encoder.transform(TOPIC_TEXTS).dtype == np.float32
+    assert fitted_classifier.decision_function(TOPIC_TEXTS).dtype == np.float32
+    # Probabilities in float64, as scikit-learn's classifiers return them.
+    assert fitted_classifier.predict_proba(TOPIC_TEXTS).dtype == np.float64
+    assert fitted_classifier.predict_log_proba(TOPIC_TEXTS).dtype == np.float64
