@@ -156,8 +156,13 @@ class _AttentionBase(BaseEstimator):
                 f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}."
             )
         resolve_device(self.device)
-        if self.checkpoint_dir is not None and os.path.exists(self.checkpoint_dir) and not os.path.isdir(self.checkpoint_dir):
-            raise ValueError(f"checkpoint_dir={os.fspath(self.checkpoint_dir)!r} is a file, not a directory.")
+        if self.checkpoint_dir is not None:
+            _make_checkpoint_dir(self.checkpoint_dir)
+        if self.resume and self.early_stopping and self.random_state is None:
+            raise ValueError(
+                "resume=True with early_stopping=True needs an int random_state: without one, each fit "
+                "draws another validation split, so no fit is the same as the one that wrote the checkpoint."
+            )
 
     def _check_sample_weight(self, sample_weight, documents):
         if sample_weight is None:
@@ -342,11 +347,19 @@ class _AttentionBase(BaseEstimator):
             _fast.speed_up_training(module)
         optimizer = adamw(module.parameter_groups(self.learning_rate, self.weight_decay), self.learning_rate, device)
         if optimizer_state is not None:
-            optimizer.load_state_dict(optimizer_state)
+            # The moments of the previous call, with today's learning rate and weight
+            # decay (set_params between calls counts); a copy, so that a call that
+            # fails leaves the estimator's state as it was.
+            rates = [{"lr": group["lr"], "weight_decay": group["weight_decay"]} for group in optimizer.param_groups]
+            optimizer.load_state_dict(copy.deepcopy(optimizer_state))
+            for group, rate in zip(optimizer.param_groups, rates):
+                group.update(rate)
+                group.pop("initial_lr", None)  # the schedule below starts from the new rate
         n_batches = -(-len(data) // self.batch_size)
         scheduler = linear_schedule(optimizer, max_epochs * n_batches, self.warmup_fraction, constant_learning_rate)
         checkpoint = None
-        if self.checkpoint_dir is not None:
+        # A partial_fit call keeps its progress in the estimator: it writes no checkpoint.
+        if self.checkpoint_dir is not None and not constant_learning_rate:
             key = checkpoint_key(
                 description,
                 # The estimator's own weights matter only when this fit continues them.
@@ -518,7 +531,7 @@ class _AttentionBase(BaseEstimator):
             self._inference_replica = (device, dtype, replica)
 
     def _score_fn(self, multilabel=False):
-        """Validation scorer for classification: accuracy (subset accuracy if multilabel)."""
+        """Validation scorer for classification: accuracy (subset accuracy if multilabel), weighted by ``sample_weight``."""
 
         def score(module, validation):
             module.eval()
@@ -532,8 +545,14 @@ class _AttentionBase(BaseEstimator):
                 autocast_dtype=resolve_precision(self.precision, device),
             )
             if multilabel:
-                return float(np.mean(np.all((logits > 0) == (validation.targets > 0.5), axis=1)))
-            return float(np.mean(logits.argmax(axis=1) == validation.targets))
+                correct = np.all((logits > 0) == (validation.targets > 0.5), axis=1)
+            else:
+                correct = logits.argmax(axis=1) == validation.targets
+            # Weighted as the loss is (as MLPClassifier weighs its validation score).
+            weights = validation.weights
+            if weights is None or not np.sum(weights) > 0:
+                return float(np.mean(correct))
+            return float(np.average(correct, weights=weights))
 
         return score
 
@@ -637,6 +656,23 @@ class _AttentionBase(BaseEstimator):
 
 
 # -- helpers -------------------------------------------------------------------
+
+# max_epochs="auto" trains for about this many document passes, within
+# [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX] epochs: large corpora of short texts
+# overfit within a few epochs (benchmarks/README.md, "Ablations so far").
+AUTO_EPOCH_DOCUMENTS = 80_000
+AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 2, 10
+
+
+def _make_checkpoint_dir(directory):
+    """Create ``checkpoint_dir`` before training, or say why it cannot be one."""
+    directory = os.fspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"checkpoint_dir={directory!r} is a file, not a directory.")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"checkpoint_dir={directory!r} cannot be created: {error.strerror or error}.") from None
 
 
 def auto_max_epochs(n_documents):

@@ -731,6 +731,8 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         """``logit_adjustment * log(class frequency)`` for the loss, or None."""
         if self.logit_adjustment == 0 or targets.multilabel:
             return None
+        if counts.sum() == 0:  # a partial_fit call of unlabeled documents only: no loss to adjust
+            return None
         return self.logit_adjustment * np.log(np.maximum(counts, 1) / counts.sum())
 
     def _model_to_train(self, documents, n_classes, *, warm, pretrained):

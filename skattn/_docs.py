@@ -73,10 +73,11 @@ SHARED_PARAMETERS = """\
 
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified by
-        class for classification), score it after each epoch (accuracy; the
-        negative masked-language-model loss when pretraining), stop when the
-        score has not improved by more than ``tol`` for ``n_iter_no_change``
-        epochs, and restore the weights of the best epoch.
+        class for classification), score it after each epoch (accuracy,
+        weighted by ``sample_weight``; the negative masked-language-model loss
+        when pretraining), stop when the score has not improved by more than
+        ``tol`` for ``n_iter_no_change`` epochs, and restore the weights of
+        the best epoch.
 
     validation_fraction : float, default=0.1
         Fraction of the training data held out when ``early_stopping``.
@@ -100,14 +101,21 @@ SHARED_PARAMETERS = """\
 
     checkpoint_dir : str, path or None, default=None
         Directory where model, optimizer, schedule and random state are saved
-        after each epoch (``checkpoint.pt``).
+        after each epoch, in a file named after the run
+        (``checkpoint-attentionclassifier.pt``,
+        ``checkpoint-attentionencoder-pretraining.pt``...), so that a
+        classifier and the encoder it pretrains may share it; created if
+        missing. ``partial_fit`` writes no checkpoint: its progress lives in
+        the estimator.
 
     resume : bool, default=False
         If True and ``checkpoint_dir`` holds a checkpoint of the same fit
         (same data and parameters), training continues from it and ends with
         the same model as an uninterrupted fit; a finished checkpoint returns
         its final model at once. A checkpoint of another fit (a ``warm_start``
-        fit from other weights included) raises ``ValueError``.
+        fit from other weights included) or one that cannot be read raises
+        ``ValueError``. With ``early_stopping``, needs an int ``random_state``,
+        so that the resumed fit holds out the same validation documents.
         ``partial_fit`` refuses ``resume=True``: its progress lives in the
         estimator.
 

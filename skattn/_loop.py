@@ -24,9 +24,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._callbacks import TrainingEvent
 from ._distributed import LossModule, is_main_process, no_sync
+from ._files import atomic_file
 from ._text import length_batches, split_by_tokens
-
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 @dataclass
@@ -579,8 +578,16 @@ def _snapshot(module):
 # -- checkpoints ---------------------------------------------------------------------
 
 
+def checkpoint_file(description):
+    """The file name of a run's checkpoint: ``checkpoint-attentionencoder-pretraining.pt`` and the like."""
+    return "checkpoint-" + "-".join(description.lower().split()) + ".pt"
+
+
 class Checkpoint:
-    """Per-epoch checkpoint of one training run: ``checkpoint.pt`` in ``directory``.
+    """Per-epoch checkpoint of one training run, in a file of ``directory`` named after the run.
+
+    A classifier and the encoder it pretrains keep separate files, so that
+    they may share a directory.
 
     Parameters
     ----------
@@ -599,12 +606,21 @@ class Checkpoint:
 
     @property
     def path(self):
-        return os.path.join(os.fspath(self.directory), CHECKPOINT_FILE)
+        return os.path.join(os.fspath(self.directory), checkpoint_file(self.description))
 
     def load(self):
         if not os.path.exists(self.path):
             return None
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise TypeError(f"it holds a {type(state).__name__}")
+        except Exception as error:  # torch raises several kinds for a damaged file
+            # torch's own message would advise weights_only=False: not for a file that may be anyone's.
+            raise ValueError(
+                f"{self.description}: the checkpoint {self.path!r} cannot be read: it is damaged or "
+                f"not a skattn checkpoint ({type(error).__name__}); delete the file, or set resume=False."
+            ) from None
         if state.get("key") != self.key:
             raise ValueError(
                 f"{self.description}: the checkpoint in {self.path!r} was written by another fit "
@@ -628,9 +644,9 @@ class Checkpoint:
         }
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        temporary = self.path + ".tmp"
-        torch.save(state, temporary)
-        os.replace(temporary, self.path)  # atomic: a crash never leaves half a file
+        # Atomic, also where other fits write into the same directory at the same time.
+        with atomic_file(self.path) as file:
+            torch.save(state, file)
 
 
 def checkpoint_key(*parts):

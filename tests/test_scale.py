@@ -95,7 +95,7 @@ def test_torchrun_edge_cases_stop_every_rank_alike(tmp_path):
     assert rank0["embedding"] == rank1["embedding"]
     assert rank0["proba"] == rank1["proba"]
     assert rank0["chunked_proba"] == rank1["chunked_proba"]
-    assert rank0["checkpoint_files"] == ["checkpoint.pt"]
+    assert rank0["checkpoint_files"] == ["checkpoint-attentionencoder-pretraining.pt"]
 
     assert rank0["non_finite"] == rank1["non_finite"]
     assert rank0["non_finite"][0] == "FloatingPointError"

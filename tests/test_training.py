@@ -22,7 +22,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from skattn import AttentionClassifier, AttentionEncoder
 from skattn.datasets import load_r8
-from skattn._loop import CHECKPOINT_FILE
+from skattn._loop import checkpoint_file
 
 from .conftest import TINY, TOPIC_LABELS, TOPIC_TEXTS
 
@@ -414,6 +414,16 @@ def test_a_partial_fit_call_without_labeled_documents_accepts_weights():
     model.partial_fit(TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2])
     with pytest.warns(UserWarning, match="labeled -1"):
         model.partial_fit(TOPIC_TEXTS[:4], [-1] * 4, sample_weight=np.ones(4))
+
+
+def test_a_first_partial_fit_call_of_unlabeled_documents_computes_no_class_frequencies():
+    model = AttentionClassifier(**QUIET)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # -1 documents that pretrain nothing
+        warnings.simplefilter("error", RuntimeWarning)  # log(0 / 0) of the class frequencies
+        model.partial_fit(TOPIC_TEXTS[:4], [-1] * 4, classes=[0, 1, 2])
+    model.partial_fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert model._partial_class_counts.tolist() == [6, 6, 6]
 
 
 def test_the_loss_of_a_batch_grows_with_its_weights():
@@ -811,7 +821,8 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_fit(tmp_path, sigint_ra
     interrupted = AttentionClassifier(**params, callbacks=[AtStep(8, _ctrl_c)])  # during epoch 3
     with pytest.warns(RuntimeWarning, match="interrupted"):
         interrupted.fit(TOPIC_TEXTS, TOPIC_LABELS)
-    assert (tmp_path / CHECKPOINT_FILE).exists()
+    assert [path.name for path in tmp_path.iterdir()] == ["checkpoint-attentionclassifier.pt"]
+    assert checkpoint_file("AttentionEncoder pretraining") == "checkpoint-attentionencoder-pretraining.pt"
 
     resumed = _fit(**params, resume=True)
     assert resumed.n_iter_ == 4
@@ -841,6 +852,105 @@ def test_resume_refuses_a_checkpoint_written_with_another_encoder(tmp_path, othe
     # The same encoder resumes (here: the finished run is returned as it is).
     resumed = _fit(max_epochs=1, checkpoint_dir=str(tmp_path), resume=True, encoder=first)
     assert resumed.n_iter_ == 1
+
+
+def test_a_classifier_and_its_encoder_share_a_checkpoint_dir(tmp_path):
+    def stop_after_epoch_2(event):
+        if event.kind == "epoch" and event.epoch == 2:
+            raise KeyboardInterrupt
+
+    def pretrained_classifier(**params):
+        encoder = AttentionEncoder(**dict(QUIET, max_epochs=2, checkpoint_dir=str(tmp_path)))
+        return AttentionClassifier(**dict(QUIET, max_epochs=4, checkpoint_dir=str(tmp_path), encoder=encoder), **params)
+
+    uninterrupted = AttentionClassifier(**dict(QUIET, max_epochs=4, encoder=AttentionEncoder(**dict(QUIET, max_epochs=2))))
+    expected = uninterrupted.fit(TOPIC_TEXTS, TOPIC_LABELS).predict_proba(TOPIC_TEXTS)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        pretrained_classifier(callbacks=[stop_after_epoch_2]).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "checkpoint-attentionclassifier.pt", "checkpoint-attentionencoder-pretraining.pt"
+    ]
+    resumed = pretrained_classifier(resume=True).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert resumed.n_iter_ == 4
+    np.testing.assert_array_equal(resumed.predict_proba(TOPIC_TEXTS), expected)
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a checkpoint", "a list"], ids=["empty", "garbage", "a list"])
+def test_a_damaged_checkpoint_is_refused_naming_it(tmp_path, damage):
+    _fit(max_epochs=1, checkpoint_dir=str(tmp_path))
+    path = tmp_path / "checkpoint-attentionclassifier.pt"
+    if damage == "a list":
+        torch.save([1, 2], path)
+    else:
+        path.write_bytes(damage)
+    with pytest.raises(ValueError, match=r"AttentionClassifier: the checkpoint '.*checkpoint-attentionclassifier.pt' cannot be read: it is damaged or not a skattn checkpoint \(\w+\); delete the file, or set resume=False"):
+        _fit(max_epochs=1, checkpoint_dir=str(tmp_path), resume=True)
+
+
+def test_a_checkpoint_dir_that_cannot_be_created_is_refused_before_training(tmp_path):
+    (tmp_path / "file").write_text("")
+    model = AttentionClassifier(**dict(QUIET, checkpoint_dir=str(tmp_path / "file" / "ckpt")))
+    with pytest.raises(ValueError, match=r"checkpoint_dir='.*ckpt' cannot be created"):
+        model.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert not hasattr(model, "model_")
+    AttentionClassifier(**dict(QUIET, max_epochs=1, checkpoint_dir=str(tmp_path / "new" / "ckpt"))).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    assert (tmp_path / "new" / "ckpt" / "checkpoint-attentionclassifier.pt").exists()
+
+
+def test_resume_with_early_stopping_needs_a_random_state(tmp_path):
+    model = AttentionClassifier(**dict(QUIET, random_state=None, early_stopping=True, checkpoint_dir=str(tmp_path), resume=True))
+    with pytest.raises(ValueError, match="resume=True with early_stopping=True needs an int random_state"):
+        model.fit(TOPIC_TEXTS, TOPIC_LABELS)
+
+
+def test_partial_fit_writes_no_checkpoint_for_fit_to_resume(tmp_path):
+    AttentionClassifier(**dict(QUIET, max_epochs=3, checkpoint_dir=str(tmp_path))).partial_fit(
+        TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2]
+    )
+    assert list(tmp_path.iterdir()) == []
+    resumed = _fit(max_epochs=3, checkpoint_dir=str(tmp_path), resume=True)
+    assert resumed.n_iter_ == 3
+    np.testing.assert_array_equal(resumed.predict_proba(TOPIC_TEXTS), _fit(max_epochs=3).predict_proba(TOPIC_TEXTS))
+
+
+def test_fits_at_the_same_time_may_share_a_checkpoint_dir(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fit(learning_rate):
+        return _fit(max_epochs=6, learning_rate=learning_rate, checkpoint_dir=str(tmp_path)).n_iter_
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(fit, [1e-3, 2e-3, 3e-3, 4e-3])) == [6] * 4
+    assert [path.name for path in tmp_path.iterdir()] == ["checkpoint-attentionclassifier.pt"]
+
+
+def test_early_stopping_weighs_its_validation_score(monkeypatch):
+    import skattn._base
+    from sklearn.model_selection import train_test_split
+
+    held_out = []
+
+    def recording_split(*args, **kwargs):
+        train, validation = train_test_split(*args, **kwargs)
+        held_out.append(validation)
+        return train, validation
+
+    monkeypatch.setattr(skattn._base, "train_test_split", recording_split)
+    # One epoch, so that the score is the fitted model's; the held-out documents' weights do not touch training.
+    params = dict(QUIET, max_epochs=1, early_stopping=True, validation_fraction=1 / 3, precision="fp32",
+                  ngram_range=None, learning_rate=1e-5)  # a model still wrong on some documents
+    texts, labels = np.asarray(TOPIC_TEXTS), np.asarray(TOPIC_LABELS)
+    plain = AttentionClassifier(**params).fit(texts, labels)
+    rows = held_out[-1]
+    correct = plain.predict(texts[rows]) == labels[rows]
+    assert plain.validation_scores_ == [pytest.approx(np.mean(correct))] and 0 < np.mean(correct) < 1
+    weights = np.ones(len(texts))
+    weights[rows] = np.where(correct, 1.0, 9.0)  # the errors count nine times
+    weighted = AttentionClassifier(**params).fit(texts, labels, sample_weight=weights)
+    assert np.array_equal(held_out[-1], rows)
+    correct = weighted.predict(texts[rows]) == labels[rows]
+    assert weighted.validation_scores_ == [pytest.approx(np.average(correct, weights=weights[rows]))]
+    assert weighted.validation_scores_[0] < plain.validation_scores_[0]
 
 
 def test_early_stopping_on_too_little_data_names_validation_fraction():
@@ -947,6 +1057,33 @@ def test_a_continued_fit_keeps_the_kind_of_target():
     with pytest.raises(ValueError, match=r"^partial_fit continues a model fitted with y as a label-indicator matrix \(multilabel\); this y is one class per document"):
         stream.partial_fit(TOPIC_TEXTS, labels)
     assert stream.predict(TOPIC_TEXTS[:2]).shape == (2, 2) and stream.n_iter_ == 1
+
+
+def test_a_failed_partial_fit_call_leaves_the_stream_as_it_was():
+    def fail_at_step_2(event):
+        if event.kind == "step" and event.step == 2:
+            raise RuntimeError("boom")
+
+    reference = AttentionClassifier(**QUIET).partial_fit(TOPIC_TEXTS[:9], TOPIC_LABELS[:9], classes=[0, 1, 2])
+    failed = AttentionClassifier(**QUIET).partial_fit(TOPIC_TEXTS[:9], TOPIC_LABELS[:9], classes=[0, 1, 2])
+    failed.set_params(callbacks=[fail_at_step_2])
+    with pytest.raises(RuntimeError, match="boom"):
+        failed.partial_fit(TOPIC_TEXTS[9:], TOPIC_LABELS[9:])
+    failed.set_params(callbacks=None)
+    for model in (reference, failed):
+        model.partial_fit(TOPIC_TEXTS[9:], TOPIC_LABELS[9:])
+    np.testing.assert_array_equal(failed.predict_proba(TOPIC_TEXTS), reference.predict_proba(TOPIC_TEXTS))
+
+
+def test_partial_fit_takes_a_learning_rate_and_weight_decay_set_between_calls():
+    same = AttentionClassifier(**QUIET).partial_fit(TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2])
+    changed = AttentionClassifier(**QUIET).partial_fit(TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2])
+    changed.set_params(learning_rate=0.05, weight_decay=0.5)
+    for model in (same, changed):
+        model.partial_fit(TOPIC_TEXTS, TOPIC_LABELS)
+    groups = changed._optimizer_state["param_groups"]
+    assert groups[0]["lr"] == 0.05 and groups[0]["weight_decay"] == 0.5
+    assert not np.allclose(changed.predict_proba(TOPIC_TEXTS), same.predict_proba(TOPIC_TEXTS))
 
 
 def test_partial_fit_refuses_resume(tmp_path):
