@@ -37,6 +37,9 @@ def atomic_file(path):
     path = os.fsdecode(os.fspath(path))
     if not path:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
+        # As open() refuses it: a trailing separator names a directory, never a file.
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     try:
         mode = os.stat(path).st_mode  # of what a symbolic link points to
     except FileNotFoundError:

@@ -127,6 +127,10 @@ def _lines(path):
                 ) from None
             if number == 1:
                 line = line.removeprefix("\ufeff")  # a byte-order mark, as spreadsheets write
+                if "\0" in line:  # UTF-16 without a byte-order mark decodes as UTF-8 with NULs
+                    raise TableError(
+                        f"{path}, line 1: holds NUL bytes, as UTF-16 text does; convert the file to UTF-8."
+                    )
             yield number, line
 
 
@@ -149,17 +153,23 @@ def _positions(path, columns, header_row, header):
     return list(columns)
 
 
-def _split_rows(path, columns, header, rows):
-    """Yield ``(where, cells)`` from ``(line number, fields)`` of a CSV or TSV file."""
-    positions = None
+def _split_rows(path, columns, header, rows, separator):
+    """Yield ``(where, cells)`` from ``(line number, fields)`` of a CSV or TSV file; ``[]`` is a blank line."""
+    positions = width = None
     for number, fields in rows:
-        if not fields or fields == [""]:  # a blank line
+        if not fields:
             continue
         if positions is None:
-            positions = _positions(path, columns, fields, header)
+            positions, width = _positions(path, columns, fields, header), len(fields)
             if header:
                 continue
         where = f"{path}, line {number}"
+        if len(fields) > width:
+            first = "header" if header else "first row"
+            raise TableError(
+                f"{where}: the row has {len(fields)} fields and the {first} {width}: is there a {separator} "
+                f"in a text{' outside quotes' if separator == 'comma' else ''}?"
+            )
         if len(fields) <= max(positions):
             missing = next(column for column, p in zip(columns, positions) if p >= len(fields))
             plural = "s" if len(fields) != 1 else ""
@@ -189,14 +199,16 @@ def _csv_rows(path, columns, header):
                     raise TableError(f"{path}, line {reader.line_num}: malformed CSV: {error}{hint}.") from None
                 yield reader.line_num, fields
 
-        yield from _split_rows(path, columns, header, numbered())
+        yield from _split_rows(path, columns, header, numbered(), "comma")
     finally:
         csv.field_size_limit(previous)
 
 
 def _tsv_rows(path, columns, header):
-    rows = ((number, line.rstrip("\r\n").split("\t")) for number, line in _lines(path))
-    yield from _split_rows(path, columns, header, rows)
+    # Tab-separated values have no quoting: a text cannot hold a tab or a line break.
+    lines = ((number, line.rstrip("\r\n")) for number, line in _lines(path))
+    rows = ((number, line.split("\t") if line else []) for number, line in lines)
+    yield from _split_rows(path, columns, header, rows, "tab")
 
 
 def _jsonl_rows(path, columns, header):
@@ -233,7 +245,13 @@ def _parquet_rows(path, columns, header):
     missing = [column for column in columns if column not in names]
     if missing:
         raise TableError(f"{path}: no column {missing[0]!r}; the columns are {', '.join(repr(name) for name in names)}.")
-    table = parquet.read_table(path, columns=list(dict.fromkeys(columns)))
+    repeated = [column for column in columns if names.count(column) > 1]
+    if repeated:
+        raise TableError(f"{path}: {names.count(repeated[0])} columns are named {repeated[0]!r}; which one is meant?")
+    try:
+        table = parquet.read_table(path, columns=list(dict.fromkeys(columns)))
+    except (ValueError, OSError) as error:
+        raise TableError(f"{path}: not a readable Parquet file: {error}") from None
     values = [table.column(column).to_pylist() for column in columns]
     for index, cells in enumerate(zip(*values)):
         yield f"{path}, row index {index}", list(cells)

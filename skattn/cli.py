@@ -195,7 +195,7 @@ def _read(args, *, labels):
     """The texts (and labels) of ``args.data``, from the columns the options name."""
     columns = [args.text_col] + ([args.label_col] if labels else [])
     if args.no_header:
-        bad = [column for column in columns if not column.isdigit()]
+        bad = [column for column in columns if not column.isdecimal()]
         if bad:
             raise _UsageError(f"with --no-header, columns are 0-based positions such as 0 or 1; got {bad[0]!r}")
         columns = [int(column) for column in columns]
@@ -269,6 +269,13 @@ def _output(path, mode="w"):
         text.detach()  # atomic_file closes the file
 
 
+class _Writable:
+    """A file seen only through its ``write`` method: NumPy then writes it in order, without seeking."""
+
+    def __init__(self, file):
+        self.write = file.write
+
+
 @contextmanager
 def _write_errors(where):
     """Report a failed write (a full disk, a read-only folder) as a CommandError naming ``where``."""
@@ -282,7 +289,7 @@ def _check_output_path(path, what):
     """Refuse, before any work, a path that ``atomic_file`` could not write to."""
     if path == "":
         raise CommandError(f"cannot write the {what}: the output path is empty.")
-    if os.path.isdir(path):
+    if os.path.isdir(path) or path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
         raise CommandError(f"cannot write the {what} {path}: it is a directory.")
     folder = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(folder):
@@ -447,7 +454,8 @@ def _embed(args):
         raise CommandError(f"{args.model} holds an unfitted AttentionEncoder.")
     vectors = _in_chunks(encoder.transform, _read(args, labels=False), "embed")
     with _output(args.output, "wb") as file:
-        np.save(file, vectors)
+        # NumPy writes a real file object with tofile(), which needs a seekable file: a pipe is not.
+        np.save(_Writable(file), vectors)
     return 0
 
 
@@ -565,4 +573,11 @@ def _serve(args):
         raise CommandError(f"{args.model} holds an unfitted model; train it before serving it.") from None
     except ImportError as error:  # run imports uvicorn only when called
         raise CommandError(f"{_SERVE_EXTRA} ({error})") from None
+    except SystemExit as exit:  # uvicorn's way to report a server that could not start
+        if exit.code in (0, None):
+            return 0
+        raise CommandError(
+            f"the server could not start on {args.host}:{args.port} (the address is in use or unknown; "
+            f"uvicorn's line above says which)."
+        ) from None
     return 0

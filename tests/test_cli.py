@@ -295,6 +295,10 @@ BAD_FILES = {
     "stray_quote.csv": ('label,text\na,x\nb,"y\nc,z\n', ["line 4", "begins on line 3", "quote"]),
     "text_after_quote.csv": ('label,text\na,"x"y\n', ["line 2", "closing quote"]),
     "unknown.txt": ("a,b\n", [".csv"]),
+    "wide_row.csv": ("label,text\na,x\nb,bank, price and stock\n", ["line 3", "3 fields and the header 2", "comma"]),
+    "wide_row.tsv": ("label\ttext\na\tfootball\tgoal\n", ["line 2", "3 fields and the header 2", "tab"]),
+    "empty_quoted_text.csv": ('label,text\na,x\nb,""\n', ["line 3", "empty"]),
+    "utf16_without_bom.csv": ("label,text\na,x\n".encode("utf-16-le"), ["line 1", "UTF-16"]),
 }
 
 
@@ -309,6 +313,63 @@ def test_a_bad_data_file_is_an_error_naming_file_and_line(name, tmp_path, capsys
     for part in named:
         assert part in err
     assert not (tmp_path / "m.skattn").exists()
+
+
+def test_an_empty_quoted_text_in_a_one_column_file_is_an_error(encoder_model, tmp_path, capsys):
+    path = tmp_path / "texts.csv"
+    path.write_text('text\nfootball goal\n""\nbank price\n')
+    status, _, err = run(["embed", encoder_model, str(path), "-o", str(tmp_path / "v.npy")], capsys)
+    assert status == 1 and f"{path}, line 3: the text in column 'text' is empty or missing" in err
+
+
+def test_a_text_column_named_by_a_unicode_digit_is_a_usage_error(model, data, capsys):
+    status, _, err = run(["predict", model, data["tsv"], "--no-header", "--text-col", "²"], capsys)
+    assert status == 2 and "columns are 0-based positions" in err and "Traceback" not in err
+
+
+def test_parquet_columns_of_one_name_are_an_error(model, tmp_path, capsys):
+    pyarrow = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as parquet
+
+    path = tmp_path / "twice.parquet"
+    parquet.write_table(pyarrow.table([["a"], ["x"], ["b"]], names=["text", "label", "text"]), path)
+    status, _, err = run(["predict", model, str(path)], capsys)
+    assert (status, err) == (1, f"skattn: error: {path}: 2 columns are named 'text'; which one is meant?\n")
+
+
+def test_embed_writes_to_a_pipe(encoder_model, data, tmp_path):
+    command = [sys.executable, "-m", "skattn", "embed", encoder_model, data["csv"], "-o", "/dev/stdout"]
+    if not os.path.exists("/dev/stdout"):
+        pytest.skip("no /dev/stdout on this platform")
+    completed = subprocess.run(command, capture_output=True, timeout=120)  # stdout is a pipe here
+    assert completed.returncode == 0, completed.stderr.decode()
+    vectors = np.load(io.BytesIO(completed.stdout))
+    assert vectors.shape == (len(TEXTS), TINY["d_model"])
+
+
+@pytest.mark.parametrize("command", ["predict", "train"])
+def test_an_output_path_ending_in_a_separator_is_a_directory(command, model, data, tmp_path, capsys):
+    output = str(tmp_path / "results") + os.sep
+    argv = [command, model, data["csv"], "-o", output] if command == "predict" else [command, data["csv"], "-o", output, *TINY_PARAMS]
+    status, _, err = run(argv, capsys)
+    assert status == 1 and "a directory" in err.lower() and "Traceback" not in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_serve_that_cannot_start_is_a_one_line_error(model, monkeypatch, capsys):
+    fake = types.ModuleType("skattn.serve")
+
+    def run_that_cannot_bind(path, **options):
+        raise SystemExit(3)  # what uvicorn.run does when it cannot bind
+
+    fake.run = run_that_cannot_bind
+    monkeypatch.setitem(sys.modules, "skattn.serve", fake)
+    status, _, err = run(["serve", model, "--port", "9001"], capsys)
+    assert status == 1
+    assert err == (
+        "skattn: error: the server could not start on 127.0.0.1:9001 (the address is in use or unknown; "
+        "uvicorn's line above says which).\n"
+    )
 
 
 def test_a_model_path_in_a_missing_folder_is_an_error_before_training(data, tmp_path, capsys):
