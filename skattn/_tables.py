@@ -143,6 +143,11 @@ def _positions(path, columns, header_row, header):
                 f"{path}: no column {missing[0]!r}; the columns are "
                 f"{', '.join(repr(name) for name in header_row)}."
             )
+        repeated = [column for column in columns if header_row.count(column) > 1]
+        if repeated:
+            raise TableError(
+                f"{path}: {header_row.count(repeated[0])} columns are named {repeated[0]!r}; which one is meant?"
+            )
         return [header_row.index(column) for column in columns]
     missing = [column for column in columns if column >= len(header_row)]
     if missing:
