@@ -157,8 +157,9 @@ class _AttentionBase(BaseEstimator):
             )
         resolve_device(self.device)
         if self.checkpoint_dir is not None:
-            _make_checkpoint_dir(self.checkpoint_dir)
-        if self.resume and self.early_stopping and self.random_state is None:
+            _check_checkpoint_dir(self.checkpoint_dir)
+        resumable = self.checkpoint_dir is not None and self.resume
+        if resumable and self.early_stopping and not isinstance(self.random_state, Integral):
             raise ValueError(
                 "resume=True with early_stopping=True needs an int random_state: without one, each fit "
                 "draws another validation split, so no fit is the same as the one that wrote the checkpoint."
@@ -325,15 +326,17 @@ class _AttentionBase(BaseEstimator):
         score_fn=None,
         max_epochs=None,
         constant_learning_rate=False,
+        checkpointed=True,
         optimizer_state=None,
         weight_scale=None,
     ):
         """Train ``module`` in place with this estimator's training parameters.
 
         ``module`` brings its own ``parameter_groups``. ``partial_fit`` passes
-        ``max_epochs=1``, a constant learning rate, the optimizer state of
-        its previous call and the divisor of the document weights of its
-        first call (see ``_loop.train``).
+        ``max_epochs=1``, a constant learning rate, ``checkpointed=False``
+        (its progress lives in the estimator), the optimizer state of its
+        previous call and the divisor of the document weights of its first
+        call (see ``_loop.train``).
 
         Returns
         -------
@@ -358,8 +361,8 @@ class _AttentionBase(BaseEstimator):
         n_batches = -(-len(data) // self.batch_size)
         scheduler = linear_schedule(optimizer, max_epochs * n_batches, self.warmup_fraction, constant_learning_rate)
         checkpoint = None
-        # A partial_fit call keeps its progress in the estimator: it writes no checkpoint.
-        if self.checkpoint_dir is not None and not constant_learning_rate:
+        if self.checkpoint_dir is not None and checkpointed:
+            _make_checkpoint_dir(self.checkpoint_dir)
             key = checkpoint_key(
                 description,
                 # The estimator's own weights matter only when this fit continues them.
@@ -531,7 +534,7 @@ class _AttentionBase(BaseEstimator):
             self._inference_replica = (device, dtype, replica)
 
     def _score_fn(self, multilabel=False):
-        """Validation scorer for classification: accuracy (subset accuracy if multilabel), weighted by ``sample_weight``."""
+        """Validation scorer for classification: accuracy (subset accuracy if multilabel), weighted as the loss is."""
 
         def score(module, validation):
             module.eval()
@@ -548,7 +551,8 @@ class _AttentionBase(BaseEstimator):
                 correct = np.all((logits > 0) == (validation.targets > 0.5), axis=1)
             else:
                 correct = logits.argmax(axis=1) == validation.targets
-            # Weighted as the loss is (as MLPClassifier weighs its validation score).
+            # Weighted as the loss is, by sample_weight times class_weight (MLPClassifier
+            # weighs its validation score by sample_weight, and has no class_weight).
             weights = validation.weights
             if weights is None or not np.sum(weights) > 0:
                 return float(np.mean(correct))
@@ -664,15 +668,26 @@ AUTO_EPOCH_DOCUMENTS = 80_000
 AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 2, 10
 
 
-def _make_checkpoint_dir(directory):
-    """Create ``checkpoint_dir`` before training, or say why it cannot be one."""
-    directory = os.fspath(directory)
+def _check_checkpoint_dir(directory):
+    """Refuse a ``checkpoint_dir`` that is a file or lies below one, without creating anything."""
+    directory = os.path.abspath(os.fspath(directory))
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ValueError(f"checkpoint_dir={directory!r} is a file, not a directory.")
+    existing = directory
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"checkpoint_dir={directory!r} cannot be created: {existing!r} is a file.")
+
+
+def _make_checkpoint_dir(directory):
+    """Create ``checkpoint_dir`` before the first epoch, or say why it cannot be one."""
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as error:
-        raise ValueError(f"checkpoint_dir={directory!r} cannot be created: {error.strerror or error}.") from None
+        raise ValueError(
+            f"checkpoint_dir={os.fspath(directory)!r} cannot be created: {error.strerror or error}."
+        ) from None
 
 
 def auto_max_epochs(n_documents):

@@ -309,13 +309,14 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
             The updated classifier.
         """
         with _distributed.inputs_agreed():
-            self._check_params()
-            self._check_encoder()
-            if self.resume:
+            # Before _check_params, whose checks of resume are fit's.
+            if isinstance(self.resume, (bool, np.bool_)) and self.resume:
                 raise ValueError(
                     "resume=True continues an interrupted fit; partial_fit keeps its progress in the "
                     "estimator itself, one epoch per call, so there is nothing to resume. Set resume=False."
                 )
+            self._check_params()
+            self._check_encoder()
             if isinstance(self.class_weight, str):  # "balanced", the only string allowed
                 raise ValueError(
                     "class_weight='balanced' is not supported by partial_fit: it would weigh the classes "
@@ -414,6 +415,7 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
                 options = dict(
                     max_epochs=1,
                     constant_learning_rate=True,
+                    checkpointed=False,
                     optimizer_state=getattr(self, "_optimizer_state", None),
                     weight_scale=weight_scale,
                 )

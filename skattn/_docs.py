@@ -74,8 +74,8 @@ SHARED_PARAMETERS = """\
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified by
         class for classification), score it after each epoch (accuracy,
-        weighted by ``sample_weight``; the negative masked-language-model loss
-        when pretraining), stop when the score has not improved by more than
+        weighted as the loss is, by ``sample_weight`` times ``class_weight``;
+        the negative masked-language-model loss when pretraining), stop when the score has not improved by more than
         ``tol`` for ``n_iter_no_change`` epochs, and restore the weights of
         the best epoch.
 

@@ -610,11 +610,21 @@ class Checkpoint:
 
     def load(self):
         if not os.path.exists(self.path):
+            legacy = os.path.join(os.fspath(self.directory), "checkpoint.pt")
+            if os.path.exists(legacy):
+                warnings.warn(
+                    f"{self.description}: {legacy!r} was written by an earlier skattn, which named every "
+                    f"run's checkpoint so; it cannot be resumed, and this fit starts from the beginning.",
+                    UserWarning,
+                    stacklevel=4,
+                )
             return None
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
             if not isinstance(state, dict):
                 raise TypeError(f"it holds a {type(state).__name__}")
+        except OSError as error:  # a file that is there but cannot be read now: not damaged
+            raise OSError(error.errno, f"cannot read the checkpoint {self.path!r}: {error.strerror or error}") from None
         except Exception as error:  # torch raises several kinds for a damaged file
             # torch's own message would advise weights_only=False: not for a file that may be anyone's.
             raise ValueError(

@@ -127,11 +127,17 @@ def _lines(path):
                 ) from None
             if number == 1:
                 line = line.removeprefix("\ufeff")  # a byte-order mark, as spreadsheets write
-                if "\0" in line:  # UTF-16 without a byte-order mark decodes as UTF-8 with NULs
+                if _looks_like_utf16(line):
                     raise TableError(
                         f"{path}, line 1: holds NUL bytes, as UTF-16 text does; convert the file to UTF-8."
                     )
             yield number, line
+
+
+def _looks_like_utf16(line):
+    """Whether a line decoded as UTF-8 is Latin text in UTF-16 without a byte-order mark: every other character NUL."""
+    start = line[:40].rstrip("\r\n")
+    return len(start) >= 4 and (set(start[1::2]) == {"\0"} or set(start[0::2]) == {"\0"})
 
 
 def _positions(path, columns, header_row, header):
@@ -169,6 +175,8 @@ def _split_rows(path, columns, header, rows, separator):
             if header:
                 continue
         where = f"{path}, line {number}"
+        while len(fields) > width and fields[-1] == "":  # a trailing separator: an empty last field
+            fields = fields[:-1]
         if len(fields) > width:
             first = "header" if header else "first row"
             raise TableError(

@@ -290,7 +290,7 @@ def _check_output_path(path, what):
     if path == "":
         raise CommandError(f"cannot write the {what}: the output path is empty.")
     if os.path.isdir(path) or path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
-        raise CommandError(f"cannot write the {what} {path}: it is a directory.")
+        raise CommandError(f"cannot write the {what} {path}: it names a directory.")
     folder = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(folder):
         raise CommandError(f"cannot write the {what} {path}: no folder {folder}.")
@@ -573,8 +573,8 @@ def _serve(args):
         raise CommandError(f"{args.model} holds an unfitted model; train it before serving it.") from None
     except ImportError as error:  # run imports uvicorn only when called
         raise CommandError(f"{_SERVE_EXTRA} ({error})") from None
-    except SystemExit as exit:  # uvicorn's way to report a server that could not start
-        if exit.code in (0, None):
+    except SystemExit as stopped:  # uvicorn's way to report a server that could not start
+        if stopped.code in (0, None):
             return 0
         raise CommandError(
             f"the server could not start on {args.host}:{args.port} (the address is in use or unknown; "

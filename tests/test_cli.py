@@ -273,6 +273,15 @@ def test_every_format_reads_the_same_rows(tmp_path, name):
     assert read_table(path, *columns, header=header) == ([r[1] for r in rows], [r[0] for r in rows])
 
 
+def test_trailing_separators_and_a_first_text_with_nul_are_read(tmp_path):
+    (tmp_path / "t.csv").write_text("text,label\nhello,a,\nworld,b\n")
+    (tmp_path / "t.tsv").write_text("text\tlabel\nhello\ta\t\nworld\tb\n")
+    for name in ("t.csv", "t.tsv"):
+        assert read_table(tmp_path / name, "text", "label") == (["hello", "world"], ["a", "b"])
+    (tmp_path / "nul.tsv").write_text("a\0b\tx\nc\ty\n")  # NUL is valid text; UTF-16 is refused by its pattern
+    assert read_table(tmp_path / "nul.tsv", 0, 1, header=False) == (["a\0b", "c"], ["x", "y"])
+
+
 def test_parquet_without_the_extra_names_it(tmp_path, monkeypatch, capsys):
     path = write_parquet(tmp_path / "t.parquet", [("a", "text")])
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
@@ -380,7 +389,7 @@ def test_a_model_path_in_a_missing_folder_is_an_error_before_training(data, tmp_
 
 @pytest.mark.parametrize(
     "output, message",
-    [("", "the output path is empty"), (".", "it is a directory")],
+    [("", "the output path is empty"), (".", "it names a directory")],
 )
 def test_an_unusable_model_path_is_an_error_before_training(data, tmp_path, monkeypatch, capsys, output, message):
     monkeypatch.chdir(tmp_path)

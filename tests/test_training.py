@@ -897,17 +897,32 @@ def test_a_checkpoint_dir_that_cannot_be_created_is_refused_before_training(tmp_
     assert (tmp_path / "new" / "ckpt" / "checkpoint-attentionclassifier.pt").exists()
 
 
-def test_resume_with_early_stopping_needs_a_random_state(tmp_path):
-    model = AttentionClassifier(**dict(QUIET, random_state=None, early_stopping=True, checkpoint_dir=str(tmp_path), resume=True))
+@pytest.mark.parametrize("random_state", [None, np.random.RandomState(0)], ids=["None", "a RandomState"])
+def test_resume_with_early_stopping_needs_an_int_random_state(tmp_path, random_state):
+    params = dict(QUIET, random_state=random_state, early_stopping=True, validation_fraction=1 / 3, resume=True)
+    model = AttentionClassifier(**params, checkpoint_dir=str(tmp_path))
     with pytest.raises(ValueError, match="resume=True with early_stopping=True needs an int random_state"):
         model.fit(TOPIC_TEXTS, TOPIC_LABELS)
+    with pytest.raises(ValueError, match="partial_fit keeps its progress in the estimator itself"):
+        model.partial_fit(TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2])
+    AttentionClassifier(**params).fit(TOPIC_TEXTS, TOPIC_LABELS)  # without checkpoint_dir, resume does nothing
+
+
+def test_a_checkpoint_of_an_earlier_skattn_is_named_in_a_warning(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"from an earlier version")
+    with pytest.warns(UserWarning, match=r"'.*checkpoint.pt' was written by an earlier skattn.*starts from the beginning"):
+        model = _fit(max_epochs=1, checkpoint_dir=str(tmp_path), resume=True)
+    assert model.n_iter_ == 1
 
 
 def test_partial_fit_writes_no_checkpoint_for_fit_to_resume(tmp_path):
-    AttentionClassifier(**dict(QUIET, max_epochs=3, checkpoint_dir=str(tmp_path))).partial_fit(
+    AttentionClassifier(**dict(QUIET, max_epochs=3, checkpoint_dir=str(tmp_path / "ckpt"))).partial_fit(
         TOPIC_TEXTS, TOPIC_LABELS, classes=[0, 1, 2]
     )
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # not even the directory
+    with pytest.raises(ValueError, match="X and y have inconsistent lengths"):
+        AttentionClassifier(**dict(QUIET, checkpoint_dir=str(tmp_path / "ckpt"))).fit(TOPIC_TEXTS, TOPIC_LABELS[:-1])
+    assert list(tmp_path.iterdir()) == []  # nor a fit refused before training
     resumed = _fit(max_epochs=3, checkpoint_dir=str(tmp_path), resume=True)
     assert resumed.n_iter_ == 3
     np.testing.assert_array_equal(resumed.predict_proba(TOPIC_TEXTS), _fit(max_epochs=3).predict_proba(TOPIC_TEXTS))
