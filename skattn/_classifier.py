@@ -284,7 +284,9 @@ class AttentionClassifier(ClassifierMixin, _AttentionBase):
         ``X`` and builds the model; later calls keep all three, and keep the
         optimizer's state, so that calling it on successive chunks of a
         stream trains one model. The learning rate stays at
-        ``learning_rate``; ``early_stopping`` does not apply.
+        ``learning_rate`` (and ``weight_decay`` as set, both read on every
+        call); ``early_stopping`` does not apply and no checkpoint is
+        written. A call that fails leaves the stream as it was.
 
         Parameters
         ----------

@@ -21,6 +21,8 @@ import torch
 
 
 class _Agreement:
+    """One fit's input check: ``joined`` once this rank has taken part in the exchange."""
+
     joined = False
 
 
@@ -33,10 +35,11 @@ def inputs_agreed():
     """Make an input check that fails on one rank fail the fit on every rank.
 
     Inside, the first exchange between the ranks must be
-    :meth:`Replicas.check_same_inputs` (any other raises ``RuntimeError``). A rank whose own validation raises
-    before reaching it joins that exchange with its error instead of a digest
-    and then raises it, so that the other ranks raise ``ValueError`` rather
-    than wait for it. Inert outside a process group.
+    :meth:`Replicas.check_same_inputs` (any other raises ``RuntimeError``).
+    A rank whose own validation raises before reaching it joins that
+    exchange with its error instead of a digest and then raises it, so that
+    the other ranks raise ``ValueError`` rather than wait for it. Inert
+    outside a process group.
     """
     replicas = current()
     if replicas is None:

@@ -65,7 +65,13 @@ def predict_partitions(estimator, texts, *, method="predict", client=None):
             f"texts must be a dask.dataframe.Series or a dask.bag.Bag of str; got {type(texts).__name__}. "
             f"For a DataFrame, pass its text column, e.g. frame['text']."
         )
-    return texts.map_partitions(_series_partition, shipped, method, meta=_meta(estimator, method, texts.name))
+    # One task per partition, built from delayed objects: dask.dataframe's map_partitions
+    # hands a Delayed argument to the function uncomputed in some supported Dask releases.
+    parts = [dask.delayed(_series_partition)(part, shipped, method) for part in texts.to_delayed()]
+    divisions = texts.divisions if texts.known_divisions else None
+    return dask.dataframe.from_delayed(
+        parts, meta=_meta(estimator, method, texts.name), divisions=divisions, verify_meta=False
+    )
 
 
 def _series_partition(texts, estimator, method):

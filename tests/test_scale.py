@@ -222,7 +222,7 @@ def test_dask_map_partitions_predicts_100k_texts(dask_client):
     assert predicted.iloc[sample].tolist() == classifier.predict(texts.iloc[sample]).tolist()
 
 
-def test_dask_inference_names_a_bad_document_by_its_index_label_and_refuses_an_unfitted_estimator():
+def test_dask_inference_without_a_client_names_a_bad_document_by_its_index_label_and_refuses_an_unfitted_estimator():
     dd = pytest.importorskip("dask.dataframe", reason="the dask extra is not installed")
     import pandas as pd
     from sklearn.exceptions import NotFittedError
@@ -232,6 +232,11 @@ def test_dask_inference_names_a_bad_document_by_its_index_label_and_refuses_an_u
     texts = pd.Series(TOPIC_TEXTS[:10] + [None] + TOPIC_TEXTS[:4], name="text", index=range(100, 115))
     collection = dd.from_pandas(texts, npartitions=3)  # the None is the third document of its partition
     classifier = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    # Without a client (the estimator travels in the task graph), on the good documents:
+    good = collection.dropna()
+    predicted = predict_partitions(classifier, good).compute(scheduler="sync")
+    assert predicted.index.equals(texts.dropna().index)
+    assert predicted.tolist() == classifier.predict(texts.dropna()).tolist()
     with pytest.raises(TypeError, match=r"texts must contain only str documents; element at index 110 is "):
         predict_partitions(classifier, collection).compute(scheduler="sync")
     with pytest.raises(NotFittedError):
