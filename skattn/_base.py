@@ -362,7 +362,8 @@ class _AttentionBase(BaseEstimator):
         scheduler = linear_schedule(optimizer, max_epochs * n_batches, self.warmup_fraction, constant_learning_rate)
         checkpoint = None
         if self.checkpoint_dir is not None and checkpointed:
-            _make_checkpoint_dir(self.checkpoint_dir)
+            # Rank 0 alone writes checkpoints; its error, if any, is raised on every rank.
+            _distributed.from_main(lambda: _make_checkpoint_dir(self.checkpoint_dir))
             key = checkpoint_key(
                 description,
                 # The estimator's own weights matter only when this fit continues them.
@@ -669,13 +670,18 @@ AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 2, 10
 
 
 def _check_checkpoint_dir(directory):
-    """Refuse a ``checkpoint_dir`` that is a file or lies below one, without creating anything."""
-    directory = os.path.abspath(os.fspath(directory))
-    if os.path.exists(directory) and not os.path.isdir(directory):
+    """Refuse a ``checkpoint_dir`` that is empty, a file, or below a file or a missing root, creating nothing."""
+    directory = os.fsdecode(os.fspath(directory))
+    if not directory:
+        raise ValueError("checkpoint_dir is empty: pass a directory's path, or None for no checkpoints.")
+    if os.path.lexists(directory) and not os.path.isdir(directory):
         raise ValueError(f"checkpoint_dir={directory!r} is a file, not a directory.")
-    existing = directory
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
+    existing = os.path.abspath(directory)
+    while not os.path.lexists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:  # a drive or a network share that is not there
+            raise ValueError(f"checkpoint_dir={directory!r} cannot be created: {existing!r} does not exist.")
+        existing = parent
     if not os.path.isdir(existing):
         raise ValueError(f"checkpoint_dir={directory!r} cannot be created: {existing!r} is a file.")
 

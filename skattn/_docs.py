@@ -113,8 +113,8 @@ SHARED_PARAMETERS = """\
         (same data and parameters), training continues from it and ends with
         the same model as an uninterrupted fit; a finished checkpoint returns
         its final model at once. A checkpoint of another fit (a ``warm_start``
-        fit from other weights included) or one that cannot be read raises
-        ``ValueError``. With ``early_stopping``, needs an int ``random_state``,
+        fit from other weights included) or a damaged one raises
+        ``ValueError``; one the system cannot read, its ``OSError``. With ``early_stopping``, needs an int ``random_state``,
         so that the resumed fit holds out the same validation documents.
         ``partial_fit`` refuses ``resume=True``: its progress lives in the
         estimator.

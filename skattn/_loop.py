@@ -11,6 +11,7 @@ back a :class:`History`. Nothing here knows an estimator, a head or a feature.
 
 import hashlib
 import os
+import sys
 import time
 import warnings
 from contextlib import nullcontext
@@ -578,6 +579,15 @@ def _snapshot(module):
 # -- checkpoints ---------------------------------------------------------------------
 
 
+def _first_frame_outside_skattn():
+    """The ``stacklevel`` that names the caller's own line: the first frame outside this package."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def checkpoint_file(description):
     """The file name of a run's checkpoint: ``checkpoint-attentionencoder-pretraining.pt`` and the like."""
     return "checkpoint-" + "-".join(description.lower().split()) + ".pt"
@@ -616,7 +626,7 @@ class Checkpoint:
                     f"{self.description}: {legacy!r} was written by an earlier skattn, which named every "
                     f"run's checkpoint so; it cannot be resumed, and this fit starts from the beginning.",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=_first_frame_outside_skattn(),
                 )
             return None
         try:
@@ -624,7 +634,8 @@ class Checkpoint:
             if not isinstance(state, dict):
                 raise TypeError(f"it holds a {type(state).__name__}")
         except OSError as error:  # a file that is there but cannot be read now: not damaged
-            raise OSError(error.errno, f"cannot read the checkpoint {self.path!r}: {error.strerror or error}") from None
+            message = f"{self.description}: cannot read the checkpoint {self.path!r}: {error.strerror or error}"
+            raise (OSError(error.errno, message) if error.errno else OSError(message)) from None
         except Exception as error:  # torch raises several kinds for a damaged file
             # torch's own message would advise weights_only=False: not for a file that may be anyone's.
             raise ValueError(

@@ -137,7 +137,7 @@ def _lines(path):
 def _looks_like_utf16(line):
     """Whether a line decoded as UTF-8 is Latin text in UTF-16 without a byte-order mark: every other character NUL."""
     start = line[:40].rstrip("\r\n")
-    return len(start) >= 4 and (set(start[1::2]) == {"\0"} or set(start[0::2]) == {"\0"})
+    return len(start) >= 2 and (set(start[1::2]) == {"\0"} or set(start[0::2]) == {"\0"})
 
 
 def _positions(path, columns, header_row, header):
@@ -175,12 +175,13 @@ def _split_rows(path, columns, header, rows, separator):
             if header:
                 continue
         where = f"{path}, line {number}"
+        given = len(fields)
         while len(fields) > width and fields[-1] == "":  # a trailing separator: an empty last field
             fields = fields[:-1]
         if len(fields) > width:
             first = "header" if header else "first row"
             raise TableError(
-                f"{where}: the row has {len(fields)} fields and the {first} {width}: is there a {separator} "
+                f"{where}: the row has {given} fields and the {first} {width}: is there a {separator} "
                 f"in a text{' outside quotes' if separator == 'comma' else ''}?"
             )
         if len(fields) <= max(positions):

@@ -43,7 +43,7 @@ def predict_partitions(estimator, texts, *, method="predict", client=None):
     Returns
     -------
     result : dask.dataframe.Series, dask.dataframe.DataFrame or dask.bag.Bag
-        Lazy, with the partitions and index of ``texts``: a Series for
+        Lazy, with the index of ``texts`` (and its divisions, where known): a Series for
         ``predict`` (and for ``decision_function`` of a binary classifier),
         else a DataFrame with one column per class or embedding dimension.
         For a Bag, a Bag of the per-document results.
@@ -65,13 +65,32 @@ def predict_partitions(estimator, texts, *, method="predict", client=None):
             f"texts must be a dask.dataframe.Series or a dask.bag.Bag of str; got {type(texts).__name__}. "
             f"For a DataFrame, pass its text column, e.g. frame['text']."
         )
-    # One task per partition, built from delayed objects: dask.dataframe's map_partitions
-    # hands a Delayed argument to the function uncomputed in some supported Dask releases.
-    parts = [dask.delayed(_series_partition)(part, shipped, method) for part in texts.to_delayed()]
-    divisions = texts.divisions if texts.known_divisions else None
-    return dask.dataframe.from_delayed(
-        parts, meta=_meta(estimator, method, texts.name), divisions=divisions, verify_meta=False
-    )
+    meta = _meta(estimator, method, texts.name)
+    if client is not None:
+        return texts.map_partitions(_series_partition, shipped, method, meta=meta)
+    return _delayed_partitions(texts, shipped, method, meta)
+
+
+def _delayed_partitions(texts, shipped, method, meta):
+    """``_series_partition`` on each partition of ``texts``, as one delayed task each.
+
+    Without a client the estimator travels as a Delayed object, which some
+    supported Dask releases hand to a ``map_partitions`` function uncomputed;
+    a task built with ``dask.delayed`` always receives it computed.
+    """
+    import dask
+    import dask.dataframe
+
+    if hasattr(texts, "optimize"):  # to_delayed optimizes: read the divisions of that same graph
+        texts = texts.optimize()
+    try:
+        pieces = texts.to_delayed()
+    except ValueError:  # Dask 2024.4 fails here on some merged reads of known divisions
+        texts = texts.clear_divisions()
+        pieces = texts.to_delayed()
+    parts = [dask.delayed(_series_partition)(piece, shipped, method) for piece in pieces]
+    divisions = texts.divisions if texts.known_divisions and len(texts.divisions) == len(parts) + 1 else None
+    return dask.dataframe.from_delayed(parts, meta=meta, divisions=divisions, verify_meta=False)
 
 
 def _series_partition(texts, estimator, method):

@@ -308,6 +308,7 @@ BAD_FILES = {
     "wide_row.tsv": ("label\ttext\na\tfootball\tgoal\n", ["line 2", "3 fields and the header 2", "tab"]),
     "empty_quoted_text.csv": ('label,text\na,x\nb,""\n', ["line 3", "empty"]),
     "utf16_without_bom.csv": ("label,text\na,x\n".encode("utf-16-le"), ["line 1", "UTF-16"]),
+    "utf16_short_first_line.tsv": ("a\nhello world\n".encode("utf-16-le"), ["line 1", "UTF-16"]),
     "two_text_columns.csv": ("text,label,text\na,x,b\n", ["2 columns are named 'text'"]),
 }
 

@@ -241,3 +241,20 @@ def test_dask_inference_without_a_client_names_a_bad_document_by_its_index_label
         predict_partitions(classifier, collection).compute(scheduler="sync")
     with pytest.raises(NotFittedError):
         predict_partitions(AttentionClassifier(**TINY), collection)
+
+
+def test_dask_inference_over_a_parquet_column_whose_partitions_the_optimizer_merges(tmp_path):
+    dd = pytest.importorskip("dask.dataframe", reason="the dask extra is not installed")
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    from skattn.dask import predict_partitions
+
+    texts = pd.Series(TOPIC_TEXTS * 4, name="text")
+    frame = pd.DataFrame({"text": texts, **{f"other{i}": np.arange(len(texts)) for i in range(20)}})
+    dd.from_pandas(frame, npartitions=8).to_parquet(tmp_path / "data")
+    column = dd.read_parquet(tmp_path / "data", calculate_divisions=True)["text"]  # reading one column of many
+    classifier = AttentionClassifier(**TINY).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    predicted = predict_partitions(classifier, column).compute(scheduler="sync")
+    assert predicted.index.equals(texts.index)
+    assert predicted.tolist() == classifier.predict(texts).tolist()

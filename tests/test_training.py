@@ -910,9 +910,23 @@ def test_resume_with_early_stopping_needs_an_int_random_state(tmp_path, random_s
 
 def test_a_checkpoint_of_an_earlier_skattn_is_named_in_a_warning(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"from an earlier version")
-    with pytest.warns(UserWarning, match=r"'.*checkpoint.pt' was written by an earlier skattn.*starts from the beginning"):
-        model = _fit(max_epochs=1, checkpoint_dir=str(tmp_path), resume=True)
+    with pytest.warns(UserWarning, match=r"'.*checkpoint.pt' was written by an earlier skattn.*starts from the beginning") as caught:
+        model = AttentionClassifier(**dict(QUIET, max_epochs=1, checkpoint_dir=str(tmp_path), resume=True))
+        model.fit(TOPIC_TEXTS, TOPIC_LABELS)
     assert model.n_iter_ == 1
+    assert [w.filename for w in caught if "earlier skattn" in str(w.message)] == [__file__]  # the caller's line
+
+
+def test_an_empty_or_dangling_checkpoint_dir_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="checkpoint_dir is empty: pass a directory's path, or None"):
+        AttentionClassifier(**dict(QUIET, checkpoint_dir="")).fit(TOPIC_TEXTS, TOPIC_LABELS)
+    link = tmp_path / "dangling"
+    try:
+        link.symlink_to(tmp_path / "gone")
+    except (OSError, NotImplementedError):
+        pytest.skip("this platform makes no symbolic links")
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        AttentionClassifier(**dict(QUIET, checkpoint_dir=str(link))).fit(TOPIC_TEXTS, TOPIC_LABELS)
 
 
 def test_partial_fit_writes_no_checkpoint_for_fit_to_resume(tmp_path):
