@@ -11,6 +11,11 @@ import stat
 _DESCRIPTOR = re.compile(r"^/dev/(stdin|stdout|stderr|fd/\d+)$|^/proc/[^/]+/fd/\d+$")
 
 
+def names_a_directory(path):
+    """Whether ``path`` (a str) ends in a separator: it then names a directory, never a file."""
+    return path.endswith(os.sep) or bool(os.altsep and path.endswith(os.altsep))
+
+
 @contextlib.contextmanager
 def atomic_file(path):
     """Open a temporary binary file beside ``path``; on success, rename it to ``path``.
@@ -37,8 +42,7 @@ def atomic_file(path):
     path = os.fsdecode(os.fspath(path))
     if not path:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
-    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
-        # As open() refuses it: a trailing separator names a directory, never a file.
+    if names_a_directory(path):  # as open() refuses it
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     try:
         mode = os.stat(path).st_mode  # of what a symbolic link points to

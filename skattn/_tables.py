@@ -140,6 +140,13 @@ def _looks_like_utf16(line):
     return len(start) >= 2 and (set(start[1::2]) == {"\0"} or set(start[0::2]) == {"\0"})
 
 
+def _refuse_repeated_names(path, columns, names):
+    """Refuse a file where one of the chosen ``columns`` names several of its columns."""
+    repeated = [column for column in columns if names.count(column) > 1]
+    if repeated:
+        raise TableError(f"{path}: {names.count(repeated[0])} columns are named {repeated[0]!r}; which one is meant?")
+
+
 def _positions(path, columns, header_row, header):
     """The 0-based position of each of ``columns``, given the first row."""
     if header:
@@ -149,11 +156,7 @@ def _positions(path, columns, header_row, header):
                 f"{path}: no column {missing[0]!r}; the columns are "
                 f"{', '.join(repr(name) for name in header_row)}."
             )
-        repeated = [column for column in columns if header_row.count(column) > 1]
-        if repeated:
-            raise TableError(
-                f"{path}: {header_row.count(repeated[0])} columns are named {repeated[0]!r}; which one is meant?"
-            )
+        _refuse_repeated_names(path, columns, header_row)
         return [header_row.index(column) for column in columns]
     missing = [column for column in columns if column >= len(header_row)]
     if missing:
@@ -259,9 +262,7 @@ def _parquet_rows(path, columns, header):
     missing = [column for column in columns if column not in names]
     if missing:
         raise TableError(f"{path}: no column {missing[0]!r}; the columns are {', '.join(repr(name) for name in names)}.")
-    repeated = [column for column in columns if names.count(column) > 1]
-    if repeated:
-        raise TableError(f"{path}: {names.count(repeated[0])} columns are named {repeated[0]!r}; which one is meant?")
+    _refuse_repeated_names(path, columns, names)
     try:
         table = parquet.read_table(path, columns=list(dict.fromkeys(columns)))
     except (ValueError, OSError) as error:

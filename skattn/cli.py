@@ -287,9 +287,11 @@ def _write_errors(where):
 
 def _check_output_path(path, what):
     """Refuse, before any work, a path that ``atomic_file`` could not write to."""
+    from ._files import names_a_directory
+
     if path == "":
         raise CommandError(f"cannot write the {what}: the output path is empty.")
-    if os.path.isdir(path) or path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
+    if os.path.isdir(path) or names_a_directory(path):
         raise CommandError(f"cannot write the {what} {path}: it names a directory.")
     folder = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(folder):
